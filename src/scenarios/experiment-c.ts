@@ -1,0 +1,82 @@
+import { connectAndSend, retransmissionTimeoutSeconds, rowFor, secondsBetween } from './common.ts';
+import { defineScenario, is, within, type Check } from './types.ts';
+
+function theory(p: { retries2: number; userTimeout: number }) {
+  const byRetries = retransmissionTimeoutSeconds(p.retries2);
+  const expectedSeconds = p.userTimeout > 0 ? Math.min(p.userTimeout / 1000, byRetries) : byRetries;
+  return {
+    summary:
+      p.userTimeout > 0
+        ? `TCP_USER_TIMEOUT = ${p.userTimeout} ms: the kernel gives up ${expectedSeconds.toFixed(1)} s after the unacknowledged write.`
+        : `tcp_retries2 = ${p.retries2}: retransmissions at 0.2 s, then doubling; the kernel gives up ${byRetries.toFixed(1)} s after the write (with the Linux default of 15: ${retransmissionTimeoutSeconds(15).toFixed(1)} s).`,
+    expectedSeconds,
+    defaultRetries2Seconds: retransmissionTimeoutSeconds(15),
+  };
+}
+
+/**
+ * Experiment c: the server writes its echo to a client that is already gone. write()
+ * only copies bytes into the kernel's send buffer, so it succeeds. The kernel then
+ * retransmits with exponential backoff until tcp_retries2 (or TCP_USER_TIMEOUT) gives up.
+ */
+export default defineScenario({
+  id: 'experiment-c',
+  title: 'Experiment c: writing to a vanished client succeeds',
+  description: 'The server echoes to a cut-off client: write() succeeds, Send-Q fills, retransmissions back off until ETIMEDOUT.',
+  claim:
+    "The server's write() to the cut-off client succeeds; the bytes wait in Send-Q while the kernel retransmits with growing backoff, and only when its retry budget is spent does the server get ETIMEDOUT.",
+  params: {
+    echoDelay: { type: 'number', default: 3, min: 0.5, max: 60, unit: 'seconds', description: 'Delay before the server echoes (the article used 5 s).' },
+    retries2: { type: 'integer', default: 5, min: 3, max: 15, description: 'The lab\'s net.ipv4.tcp_retries2 (Linux default 15, about 15 minutes).' },
+    userTimeout: { type: 'integer', default: 0, min: 0, max: 120000, unit: 'ms, 0 = off', description: 'TCP_USER_TIMEOUT on the server socket.' },
+  },
+  sysctls: (p) => ({ 'net.ipv4.tcp_retries2': p.retries2 }),
+  theory,
+  expectedDuration: (p) => p.echoDelay + (p.userTimeout > 0 ? p.userTimeout / 1000 : retransmissionTimeoutSeconds(p.retries2)) + 4,
+  async run(ctx, p) {
+    const args = ['--echo-delay', String(p.echoDelay)];
+    if (p.userTimeout > 0) args.push('--user-timeout', String(p.userTimeout));
+    ctx.step(`Start the echo server (echo after ${p.echoDelay} s).`);
+    const server = await ctx.startServer(args);
+    const { peer } = await connectAndSend(ctx, server);
+    ctx.step('Cut the client off before the echo is due.');
+    await ctx.lab.cut();
+    const cutAt = Date.now();
+    const echo = await server.waitFor('echo', (e) => e.fields.peer === peer, ctx, (p.echoDelay + 5) * 1000, cutAt);
+    ctx.step('The server wrote its echo. Watch Send-Q and the retransmission timer.');
+    let sendQueueBytes = 0;
+    let retransmits = 0;
+    let timerName = 'none';
+    const watch = (rows: Parameters<typeof rowFor>[0]) => {
+      const row = rowFor(rows, peer);
+      if (!row) return;
+      sendQueueBytes = Math.max(sendQueueBytes, row.sendQ);
+      if (row.timer) {
+        if (row.timer.name === 'on') timerName = 'on';
+        retransmits = Math.max(retransmits, row.timer.count);
+      }
+    };
+    ctx.sockets.on('snapshot', watch);
+    const expected = theory(p).expectedSeconds;
+    const error = await server.waitFor(['error', 'close'], (e) => e.fields.peer === peer, ctx, (expected + 10) * 1000, cutAt);
+    ctx.sockets.off('snapshot', watch);
+    return {
+      writeSucceeded: echo?.fields.write === 'ok',
+      sendQueueBytes,
+      retransmits,
+      timer: timerName,
+      serverError: error?.fields.code ?? (error ? 'closed without error' : null),
+      errorAfterWriteSeconds: echo && error ? secondsBetween(echo.time, error.time) : null,
+      errorAfterCutSeconds: error ? secondsBetween(cutAt, error.time) : null,
+    };
+  },
+  check(o, p, t): Check[] {
+    return [
+      is('write() reports success', o.writeSucceeded, true),
+      { name: 'Send-Q holds the echoed bytes', held: (o.sendQueueBytes as number) > 0, detail: `max Send-Q ${o.sendQueueBytes} bytes` },
+      { name: 'the retransmission timer runs and its count grows', held: o.timer === 'on' && (o.retransmits as number) >= 2, detail: `timer ${o.timer}, ${o.retransmits} retransmissions seen` },
+      is('the server finally gets ETIMEDOUT', o.serverError, 'ETIMEDOUT'),
+      within('it comes when theory says, counted from the write', o.errorAfterWriteSeconds, t.expectedSeconds!, p.userTimeout > 0 ? 0.5 : 1),
+    ];
+  },
+});

@@ -1,0 +1,88 @@
+import { rowFor, secondsBetween } from './common.ts';
+import { keepaliveArgs, keepaliveSeconds } from './keepalive.ts';
+import { defineScenario, is, within, type Check } from './types.ts';
+
+/**
+ * Keepalive only runs on an idle connection. With unacknowledged data in flight the
+ * kernel's retransmission timer owns the connection and the keepalive timer stays out of
+ * the way (tcp_keepalive_timer returns early while packets are out), so the article's fix
+ * does not cover its own experiment c. TCP_USER_TIMEOUT bounds how long sent data may stay
+ * unacknowledged, and does.
+ */
+export default defineScenario({
+  id: 'keepalive-unacked',
+  title: 'Keepalive with data in flight: it never fires; TCP_USER_TIMEOUT does',
+  description: 'Keepalive on, an echo pending after the cut: keepalive stays silent, TCP_USER_TIMEOUT detects it.',
+  claim:
+    'With an echo unacknowledged after the cut, keepalive does not fire even well after idle + interval × count; a server with TCP_USER_TIMEOUT = {userTimeout} ms gets ETIMEDOUT about {userTimeout} ms after its write.',
+  params: {
+    idle: { type: 'integer', default: 2, min: 1, max: 60, unit: 'seconds', description: 'Keepalive idle.' },
+    interval: { type: 'integer', default: 1, min: 1, max: 60, unit: 'seconds', description: 'Keepalive interval.' },
+    count: { type: 'integer', default: 3, min: 1, max: 20, description: 'Keepalive probes.' },
+    echoDelay: { type: 'number', default: 1, min: 0.2, max: 30, unit: 'seconds', description: 'Delay before the echo that will never be acknowledged.' },
+    userTimeout: { type: 'integer', default: 6000, min: 500, max: 60000, unit: 'ms', description: 'TCP_USER_TIMEOUT on the second server.' },
+    margin: { type: 'number', default: 3, min: 1, max: 60, unit: 'seconds', description: 'How long past the keepalive deadline to keep watching.' },
+  },
+  theory: (p) => ({
+    summary: `Keepalive alone would fire ${keepaliveSeconds(p)} s after the last traffic on an idle connection, but this one is not idle: the retransmission timer runs instead (tcp_retries2 = 15: about 924.6 s). TCP_USER_TIMEOUT gives up ${p.userTimeout / 1000} s after the write.`,
+    expectedSeconds: p.userTimeout / 1000,
+    keepaliveSeconds: keepaliveSeconds(p),
+  }),
+  expectedDuration: (p) => p.echoDelay + Math.max(keepaliveSeconds(p) + p.margin, p.userTimeout / 1000 + 1) + 4,
+  async run(ctx, p) {
+    ctx.step('Two servers with keepalive, echoing after a delay; the second also sets TCP_USER_TIMEOUT.');
+    const echo = ['--echo-delay', String(p.echoDelay), ...keepaliveArgs(p)];
+    const [ka, ut] = await Promise.all([
+      ctx.startServer(echo, { name: 'server-keepalive', port: 7001 }),
+      ctx.startServer([...echo, '--user-timeout', String(p.userTimeout)], { name: 'server-user-timeout', port: 7002 }),
+    ]);
+    const [kaClient, utClient] = await Promise.all([
+      ctx.startClient(['--count', '1'], { name: 'client-keepalive', port: 7001 }),
+      ctx.startClient(['--count', '1'], { name: 'client-user-timeout', port: 7002 }),
+    ]);
+    const kaPeer = kaClient.entries('connect')[0]!.fields.local!;
+    const utPeer = utClient.entries('connect')[0]!.fields.local!;
+    await Promise.all([
+      ka.waitFor('frame', (e) => e.fields.peer === kaPeer, ctx, 10_000, 0),
+      ut.waitFor('frame', (e) => e.fields.peer === utPeer, ctx, 10_000, 0),
+    ]);
+    ctx.step('Cut the network before the echoes are written.');
+    await ctx.lab.cut();
+    const cutAt = Date.now();
+    const [kaEcho, utEcho] = await Promise.all([
+      ka.waitFor('echo', (e) => e.fields.peer === kaPeer, ctx, (p.echoDelay + 5) * 1000, cutAt),
+      ut.waitFor('echo', (e) => e.fields.peer === utPeer, ctx, (p.echoDelay + 5) * 1000, cutAt),
+    ]);
+    const kaTimers = new Set<string>();
+    const watch = (rows: Parameters<typeof rowFor>[0]) => {
+      const r = rowFor(rows, kaPeer);
+      if (r?.timer) kaTimers.add(r.timer.name);
+    };
+    ctx.sockets.on('snapshot', watch);
+    const watchUntil = (kaEcho?.time ?? Date.now()) + Math.max(keepaliveSeconds(p) + p.margin, p.userTimeout / 1000 + 1) * 1000;
+    const utEnd = await ut.waitFor(['error', 'close'], (e) => e.fields.peer === utPeer, ctx, Math.max(0, watchUntil - Date.now()), cutAt);
+    await ctx.sleep(Math.max(0, (watchUntil - Date.now()) / 1000));
+    ctx.sockets.off('snapshot', watch);
+    const { rows } = await ctx.snapshot();
+    const kaRow = rowFor(rows, kaPeer);
+    const kaEnd = ka.log.find((e) => e.time >= cutAt && ['error', 'close'].includes(e.event) && e.fields.peer === kaPeer);
+    return {
+      keepaliveFired: kaEnd !== undefined,
+      keepaliveTimersSeen: [...kaTimers],
+      keepaliveState: kaRow?.state ?? 'gone',
+      keepaliveSendQueueBytes: kaRow?.sendQ ?? 0,
+      keepaliveWatchedAfterWriteSeconds: kaEcho ? secondsBetween(kaEcho.time, Date.now()) : null,
+      userTimeoutDetected: utEnd?.fields.code === 'ETIMEDOUT',
+      userTimeoutDetectedAfterWriteSeconds: utEcho && utEnd ? secondsBetween(utEcho.time, utEnd.time) : null,
+    };
+  },
+  check(o, p, t): Check[] {
+    const timers = o.keepaliveTimersSeen as string[];
+    return [
+      is(`keepalive does not fire within ${keepaliveSeconds(p)} + ${p.margin} s`, o.keepaliveFired, false),
+      { name: 'the retransmission timer runs, not the keepalive timer', held: timers.includes('on') && !timers.includes('keepalive'), detail: `timers seen: ${timers.join(', ') || 'none'}` },
+      is('TCP_USER_TIMEOUT detects the dead peer (ETIMEDOUT)', o.userTimeoutDetected, true),
+      within('about TCP_USER_TIMEOUT after the write', o.userTimeoutDetectedAfterWriteSeconds, t.expectedSeconds!, 0.5),
+    ];
+  },
+});
