@@ -1,0 +1,290 @@
+/**
+ * One WebSocket connection: at most one lab at a time, driven by validated messages.
+ * Closing the connection stops the lab; `Sidecar` tears every lab down on shutdown.
+ */
+import type { WebSocket } from 'ws';
+import { probeCapability } from '../lab/lab.ts';
+import type { SocketRow } from '../lab/ss.ts';
+import { ParamError, resolveParams } from '../scenarios/params.ts';
+import { getScenario, scenarios } from '../scenarios/index.ts';
+import { RunAbortedError, runScenario, type RunContext } from '../scenarios/runner.ts';
+import type { Scenario } from '../scenarios/types.ts';
+import { parseClientMessage, type Action, type ErrorCode, type LabState, type ScenarioInfo, type ServerMessage, type SocketRowMessage } from './protocol.ts';
+
+export interface SidecarLimits {
+  /** Labs running at once across all connections. */
+  maxLabs: number;
+  /** Longest a single lab may run, in seconds. */
+  maxSeconds: number;
+  /** Messages a connection may send per second before it is told to slow down. */
+  maxMessagesPerSecond: number;
+}
+
+export const DEFAULT_LIMITS: SidecarLimits = { maxLabs: 8, maxSeconds: 300, maxMessagesPerSecond: 20 };
+
+/** Shared across sessions: how many labs run now. */
+export class LabSlots {
+  readonly limits: SidecarLimits;
+  running = 0;
+  constructor(limits: SidecarLimits) {
+    this.limits = limits;
+  }
+  take(): boolean {
+    if (this.running >= this.limits.maxLabs) return false;
+    this.running++;
+    return true;
+  }
+  release(): void {
+    this.running = Math.max(0, this.running - 1);
+  }
+}
+
+export function scenarioInfo(s: Scenario): ScenarioInfo {
+  const defaults = resolveParams(s.params, {});
+  return { id: s.id, title: s.title, description: s.description, claim: s.claim, params: s.params, expectedSeconds: s.expectedDuration(defaults) };
+}
+
+function rowMessage(r: SocketRow): SocketRowMessage {
+  return {
+    key: r.key,
+    state: r.state,
+    local: `${r.local.address}:${r.local.port}`,
+    peer: `${r.peer.address}:${r.peer.port}`,
+    sendQ: r.sendQ,
+    recvQ: r.recvQ,
+    timer: r.timer ? { name: r.timer.name, expiresMs: r.timer.expiresMs, count: r.timer.count } : null,
+  };
+}
+
+/** A table is "the same" if nothing but timer countdowns moved. */
+function tableSignature(rows: SocketRowMessage[]): string {
+  return rows.map((r) => `${r.key}|${r.state}|${r.sendQ}|${r.recvQ}|${r.timer?.name ?? ''}|${r.timer?.count ?? ''}`).join('\n');
+}
+
+export class LabSession {
+  readonly #ws: WebSocket;
+  readonly #slots: LabSlots;
+  #controller: AbortController | null = null;
+  #ctx: RunContext | null = null;
+  #running: Promise<void> | null = null;
+  #closed = false;
+  #lastTable = '';
+  #lastTableSent = 0;
+  #messageTimes: number[] = [];
+
+  constructor(ws: WebSocket, slots: LabSlots) {
+    this.#ws = ws;
+    this.#slots = slots;
+    ws.on('message', (data, isBinary) => this.#onMessage(isBinary ? null : data.toString()));
+    ws.on('close', () => {
+      this.#closed = true;
+      void this.stop('connection closed');
+    });
+    ws.on('error', () => {
+      /* the close handler stops the lab */
+    });
+    void this.#hello();
+  }
+
+  get busy(): boolean {
+    return this.#running !== null;
+  }
+
+  #send(msg: ServerMessage): void {
+    if (this.#closed || this.#ws.readyState !== this.#ws.OPEN) return;
+    // A slow page must not make us buffer without bound: drop chatty messages first.
+    if (this.#ws.bufferedAmount > 4 * 1024 * 1024 && (msg.type === 'event' || msg.type === 'sockets')) return;
+    this.#ws.send(JSON.stringify(msg));
+  }
+
+  #error(code: ErrorCode, message: string): void {
+    this.#send({ type: 'error', code, message });
+  }
+
+  async #hello(): Promise<void> {
+    const cap = await probeCapability();
+    this.#send({
+      type: 'hello',
+      live: cap.ok,
+      reason: cap.reason,
+      kernel: cap.kernel,
+      mode: cap.mode,
+      tcpdump: cap.tcpdump,
+      scenarios: scenarios.map(scenarioInfo),
+      limits: { maxLabs: this.#slots.limits.maxLabs, maxSeconds: this.#slots.limits.maxSeconds },
+    });
+  }
+
+  #onMessage(raw: string | null): void {
+    const now = Date.now();
+    this.#messageTimes = this.#messageTimes.filter((t) => now - t < 1000);
+    this.#messageTimes.push(now);
+    if (this.#messageTimes.length > this.#slots.limits.maxMessagesPerSecond) {
+      if (this.#messageTimes.length === this.#slots.limits.maxMessagesPerSecond + 1) this.#error('bad-message', 'too many messages; slow down');
+      return;
+    }
+    if (raw === null) return this.#error('bad-message', 'binary messages are not accepted; send JSON text');
+    const parsed = parseClientMessage(raw);
+    if (!parsed.ok) return this.#error('bad-message', parsed.error);
+    const msg = parsed.message;
+    switch (msg.type) {
+      case 'run':
+        return this.#run(msg.scenario, msg.params);
+      case 'stop':
+        if (!this.#running) return this.#error('not-running', 'no lab is running');
+        void this.stop('stopped by the page');
+        return;
+      case 'action':
+        void this.#action(msg.action, msg.payload);
+        return;
+    }
+  }
+
+  #state(): LabState {
+    const ctx = this.#ctx;
+    const client = ctx?.currentClient?.proc;
+    return {
+      running: this.#running !== null,
+      linkUp: ctx ? ctx.lab.linkUp : true,
+      client: !client ? 'none' : !client.running ? 'exited' : client.frozen ? 'frozen' : 'running',
+      clientAddress: ctx ? ctx.lab.clientAddress : null,
+    };
+  }
+
+  #sendState(): void {
+    this.#send({ type: 'state', state: this.#state() });
+  }
+
+  #run(id: string, rawParams: Record<string, unknown>): void {
+    if (this.#running) return this.#error('busy', 'a lab is already running on this page; stop it first');
+    const scenario = getScenario(id);
+    if (!scenario) return this.#error('unknown-scenario', `unknown scenario '${id}'`);
+    let params: Record<string, number>;
+    try {
+      params = resolveParams(scenario.params, rawParams);
+    } catch (err) {
+      return this.#error('bad-params', err instanceof ParamError ? err.message.replace(/^--/, '') : String(err));
+    }
+    if (!this.#slots.take()) {
+      return this.#error('capacity', `${this.#slots.running} labs are running on this machine, the most it allows; try again in a moment`);
+    }
+    const controller = new AbortController();
+    this.#controller = controller;
+    this.#lastTable = '';
+    this.#running = (async () => {
+      try {
+        const result = await runScenario(scenario, params, {
+          signal: controller.signal,
+          maxSeconds: Math.min(this.#slots.limits.maxSeconds, scenario.expectedDuration(params) * 2 + 30),
+          onContext: (ctx) => this.#watch(ctx, scenario, params),
+        });
+        const { timeline: _timeline, title: _title, ...rest } = result;
+        this.#send({ type: 'result', result: rest });
+      } catch (err) {
+        if (err instanceof RunAbortedError) return;
+        const message = err instanceof Error ? err.message : String(err);
+        this.#error(/limit of/.test(message) ? 'time-limit' : /namespace|unshare|lab/i.test(message) ? 'no-lab' : 'run-failed', message);
+      } finally {
+        this.#slots.release();
+        this.#ctx = null;
+        this.#controller = null;
+        this.#running = null;
+        this.#send({ type: 'stopped', reason: controller.signal.aborted ? 'stopped' : 'finished' });
+        this.#sendState();
+      }
+    })();
+  }
+
+  #watch(ctx: RunContext, scenario: Scenario, params: Record<string, number>): void {
+    this.#ctx = ctx;
+    const lab = ctx.lab;
+    this.#send({
+      type: 'started',
+      scenario: scenario.id,
+      params,
+      claim: scenario.claim.replace(/\{(\w+)\}/g, (m, k: string) => (k in params ? String(params[k]) : m)),
+      theory: scenario.theory(params),
+      kernel: lab.kernel,
+      mode: lab.mode,
+      server: lab.serverAddress,
+      client: lab.clientAddress,
+    });
+    ctx.on('timeline', (e) => this.#send({ type: 'event', event: e }));
+    ctx.on('wire', (s) => this.#send({ type: 'wire-status', available: s.available, note: s.note }));
+    ctx.on('state', () => this.#sendState());
+    ctx.on('sockets', (rows, t) => {
+      const msgs = rows.map(rowMessage);
+      const sig = tableSignature(msgs);
+      const now = Date.now();
+      // Send when something changed; while timers run, resync their countdown once a second.
+      const timers = msgs.some((r) => r.timer);
+      if (sig !== this.#lastTable || (timers && now - this.#lastTableSent >= 1000)) {
+        this.#lastTable = sig;
+        this.#lastTableSent = now;
+        this.#send({ type: 'sockets', t, rows: msgs });
+      }
+    });
+    this.#sendState();
+  }
+
+  async #action(action: Action, payload?: string): Promise<void> {
+    const ctx = this.#ctx;
+    if (!ctx || ctx.lab.closed) return this.#error('not-running', `'${action}' needs a running lab; press Run first`);
+    const client = ctx.currentClient;
+    const needClient = (alive: boolean) => {
+      if (!client || !client.proc.running) throw new Error('there is no client process running');
+      if (alive && client.proc.frozen) throw new Error('the client is frozen; thaw it first');
+      return client;
+    };
+    try {
+      switch (action) {
+        case 'cut':
+          if (!ctx.lab.linkUp) throw new Error('the network is already cut');
+          await ctx.lab.cut();
+          break;
+        case 'restore':
+          if (ctx.lab.linkUp) throw new Error('the network is not cut');
+          await ctx.lab.restore();
+          break;
+        case 'restore-new-address':
+          await ctx.lab.restoreWithNewAddress();
+          break;
+        case 'close-client':
+          ctx.lab.signal(needClient(true).proc, 'SIGTERM');
+          break;
+        case 'kill-client':
+          ctx.lab.signal(needClient(false).proc, 'SIGKILL');
+          break;
+        case 'freeze-client':
+          if (needClient(false).proc.frozen) throw new Error('the client is already frozen');
+          ctx.lab.signal(client!.proc, 'SIGSTOP');
+          break;
+        case 'thaw-client':
+          if (!needClient(false).proc.frozen) throw new Error('the client is not frozen');
+          ctx.lab.signal(client!.proc, 'SIGCONT');
+          break;
+        case 'send-frame': {
+          const text = (payload ?? 'hello').replace(/[\r\n]+/g, ' ');
+          needClient(true).proc.write(text + '\n');
+          ctx.record({ t: ctx.lab.t(), source: 'lab', event: 'send-frame', text });
+          break;
+        }
+        case 'reconnect':
+          await ctx.startClient(['--count', '1'], { name: 'client' });
+          break;
+      }
+    } catch (err) {
+      this.#error('action-failed', `${action}: ${err instanceof Error ? err.message : String(err)}`);
+    } finally {
+      this.#sendState();
+    }
+  }
+
+  /** Stops the lab (if any) and waits until it is torn down. */
+  async stop(_reason: string): Promise<void> {
+    const running = this.#running;
+    if (!running) return;
+    this.#controller?.abort();
+    await running;
+  }
+}
