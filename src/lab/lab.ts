@@ -33,6 +33,13 @@ export const SERVER_ADDRESS = `${LAB_SUBNET_PREFIX}.1`;
 export const FIRST_CLIENT_ADDRESS = `${LAB_SUBNET_PREFIX}.10`;
 const SERVER_IF = 'srv0';
 const CLIENT_IF = 'cli0';
+const NFT_TABLE = 'keepalive_lab_cut';
+/** The client host drops everything on its link, both ways. */
+const NFT_CUT = `table inet ${NFT_TABLE} {
+  chain in { type filter hook input priority -400; policy accept; iifname "${CLIENT_IF}" drop; }
+  chain out { type filter hook output priority -400; policy accept; oifname "${CLIENT_IF}" drop; }
+}
+`;
 
 export interface Capability {
   ok: boolean;
@@ -40,6 +47,10 @@ export interface Capability {
   /** Why no lab can be made here, and what the learner can do. */
   reason?: string;
   tcpdump: boolean;
+  /** nftables present: cuts drop packets at the client and leave the server's link up. */
+  nft: boolean;
+  /** strace present: the fd-exhaustion scenario can show accept() failing. */
+  strace: boolean;
   kernel: string;
 }
 
@@ -185,10 +196,14 @@ export function probeCapability(): Promise<Capability> {
   cachedCapability ??= (async () => {
     const kernel = kernelRelease();
     const tcpdump = which('tcpdump');
+    const nft = which('nft');
+    const strace = which('strace');
     if (process.platform !== 'linux') {
       return {
         ok: false,
         tcpdump: false,
+        nft: false,
+        strace: false,
         kernel: `${process.platform}`,
         reason: `The live lab needs Linux network namespaces; this is ${process.platform}. Recorded runs from Linux are shown instead. To run it live, use a Linux machine or VM.`,
       };
@@ -198,6 +213,8 @@ export function probeCapability(): Promise<Capability> {
         return {
           ok: false,
           tcpdump,
+          nft,
+          strace,
           kernel,
           reason: `The live lab needs the '${tool}' command (packages iproute2 and util-linux). Install it, e.g. 'sudo apt-get install iproute2 util-linux'.`,
         };
@@ -210,13 +227,15 @@ export function probeCapability(): Promise<Capability> {
     };
     if (isRoot) {
       const r = await attempt('root');
-      if (r.code === 0) return { ok: true, mode: 'root', tcpdump, kernel };
+      if (r.code === 0) return { ok: true, mode: 'root', tcpdump, nft, strace, kernel };
     }
     const r = await attempt('userns');
-    if (r.code === 0) return { ok: true, mode: 'userns', tcpdump, kernel };
+    if (r.code === 0) return { ok: true, mode: 'userns', tcpdump, nft, strace, kernel };
     return {
       ok: false,
       tcpdump,
+      nft,
+      strace,
       kernel,
       reason:
         `This machine does not let an ordinary user create network namespaces (${r.stderr.trim().split('\n')[0] || 'unshare failed'}). ` +
@@ -254,6 +273,8 @@ export class Lab extends EventEmitter<LabEvents> {
   #env: Record<string, string>;
   #torndown: Promise<void> | null = null;
   #nextClientHost = 11;
+  #cutMethod: 'nft' | 'link' = 'link';
+  #clientMac = '';
 
   private constructor(id: string, mode: LabMode, kernel: string, holders: Record<HostName, LabProcess>, env: Record<string, string>) {
     super();
@@ -333,6 +354,11 @@ ip addr add ${FIRST_CLIENT_ADDRESS}/24 dev ${CLIENT_IF}
 ip link set ${CLIENT_IF} up
 ${sysctls}`,
       );
+      lab.#clientMac = await lab.#mac('client', CLIENT_IF);
+      await lab.#pinNeighbour(FIRST_CLIENT_ADDRESS);
+      const serverMac = await lab.#mac('server', SERVER_IF);
+      await lab.#run('client', 'ip', ['neigh', 'replace', SERVER_ADDRESS, 'lladdr', serverMac, 'dev', CLIENT_IF, 'nud', 'permanent'], 'neighbour setup');
+      lab.#cutMethod = cap.nft ? 'nft' : 'link';
       lab.startedAt = Date.now();
       return lab;
     } catch (err) {
@@ -376,9 +402,9 @@ ${sysctls}`,
   }
 
   /** Runs a command to completion inside a host. */
-  exec(host: HostName, cmd: string, args: string[] = []): Promise<ExecResult> {
+  exec(host: HostName, cmd: string, args: string[] = [], input?: string): Promise<ExecResult> {
     if (this.#torndown) return Promise.resolve({ code: null, stdout: '', stderr: 'lab is torn down' });
-    return run('nsenter', this.#wrap(host, cmd, args), this.#env);
+    return run('nsenter', this.#wrap(host, cmd, args), this.#env, input);
   }
 
   /** Starts a long-running process inside a host. Its output arrives as 'line' events. */
@@ -395,56 +421,93 @@ ${sysctls}`,
     return proc;
   }
 
-  /** Starts a Node program (a demo) inside a host with this same Node binary. */
-  spawnNode(host: HostName, name: string, script: string, args: string[], options: { fdLimit?: number; stdin?: boolean } = {}): LabProcess {
-    if (options.fdLimit !== undefined) {
-      const n = String(options.fdLimit);
-      return this.spawn(host, name, 'prlimit', [`--nofile=${n}:${n}`, '--', process.execPath, script, ...args], options);
-    }
-    return this.spawn(host, name, process.execPath, [script, ...args], options);
+  /**
+   * Starts a Node program (a demo) inside a host with this same Node binary; optionally with
+   * a descriptor limit (prlimit, like `ulimit -n`) and with its failing accept() calls traced
+   * (strace prints them on stderr: Node itself never reports an accept() that fails).
+   */
+  spawnNode(host: HostName, name: string, script: string, args: string[], options: { fdLimit?: number; stdin?: boolean; traceAccept?: boolean } = {}): LabProcess {
+    const argv = [process.execPath, script, ...args];
+    if (options.traceAccept) argv.unshift('strace', '-f', '-qq', '--seccomp-bpf', '-e', 'trace=accept,accept4', '-e', 'status=failed', '--');
+    if (options.fdLimit !== undefined) argv.unshift('prlimit', `--nofile=${options.fdLimit}:${options.fdLimit}`, '--');
+    return this.spawn(host, name, argv[0]!, argv.slice(1), options);
   }
 
   #fault(action: string, detail?: Record<string, unknown>): void {
     this.emit('fault', { action, time: Date.now(), detail });
   }
 
-  async #ip(host: HostName, script: string, action: string): Promise<void> {
-    const r = await this.exec(host, 'sh', ['-c', script]);
-    if (r.code !== 0) throw new Error(`${action} failed: ${r.stderr.trim()}`);
-  }
-
-  /** Cuts the client's link: no FIN, no RST, nothing leaves or arrives. */
+  /**
+   * Cuts the client off: no FIN, no RST, nothing leaves or arrives.
+   *
+   * With nftables, the client host drops every packet on its link in both directions, as
+   * if the radio path beyond the server's router had gone: the server's retransmissions
+   * and keepalive probes still leave the server and show on the wire, unanswered. Without
+   * nft, the client's link is set down (the same for TCP, but the server's side then
+   * loses carrier and sends nothing, so the wire shows nothing).
+   */
   async cut(): Promise<void> {
-    await this.#ip('client', `ip link set ${CLIENT_IF} down`, 'cut');
+    if (!this.linkUp) throw new Error('the network is already cut');
+    if (this.#cutMethod === 'nft') {
+      await this.#run('client', 'nft', ['-f', '-'], 'cut', NFT_CUT);
+    } else {
+      await this.#run('client', 'ip', ['link', 'set', CLIENT_IF, 'down'], 'cut');
+    }
     this.linkUp = false;
-    this.#fault('cut', { interface: CLIENT_IF });
+    this.#fault('cut', { method: this.#cutMethod });
   }
 
-  /** Brings the client's link back with the same address (a laptop back in range). */
+  async #uncut(): Promise<void> {
+    if (this.#cutMethod === 'nft') await this.#run('client', 'nft', ['delete', 'table', 'inet', NFT_TABLE], 'restore');
+    else await this.#run('client', 'ip', ['link', 'set', CLIENT_IF, 'up'], 'restore');
+  }
+
+  /** Brings the client back with the same address (a laptop back in range). */
   async restore(): Promise<void> {
-    await this.#ip('client', `ip link set ${CLIENT_IF} up`, 'restore');
+    if (this.linkUp) throw new Error('the network is not cut');
+    await this.#uncut();
     this.linkUp = true;
     this.#fault('restore', { address: this.clientAddress });
   }
 
   /**
-   * Brings the link back with a new client address (a phone re-joining a mobile network).
-   * The client's kernel can no longer send anything from the old address, so segments it
-   * still owes the server (a FIN, say) never arrive.
+   * Brings the client back with a new address (a phone re-joining a mobile network).
+   * Its kernel can no longer send anything from the old address, so segments it still owes
+   * the server (a FIN, say) never arrive.
    */
   async restoreWithNewAddress(): Promise<string> {
     const old = this.clientAddress;
     const next = `${LAB_SUBNET_PREFIX}.${this.#nextClientHost++}`;
     if (this.#nextClientHost > 250) this.#nextClientHost = 11;
-    await this.#ip(
-      'client',
-      `ip addr del ${old}/24 dev ${CLIENT_IF} && ip addr add ${next}/24 dev ${CLIENT_IF} && ip link set ${CLIENT_IF} up`,
-      'restore with new address',
-    );
+    await this.#run('client', 'sh', ['-c', `ip addr del ${old}/24 dev ${CLIENT_IF} && ip addr add ${next}/24 dev ${CLIENT_IF}`], 'restore with new address');
+    await this.#pinNeighbour(next);
+    if (!this.linkUp) await this.#uncut();
     this.clientAddress = next;
     this.linkUp = true;
     this.#fault('restore-new-address', { from: old, to: next });
     return next;
+  }
+
+  /**
+   * The server's kernel always knows the client's link-layer address: in the story it
+   * talks to a router that never goes away, and the client vanishes beyond it. Without this,
+   * neighbour discovery on the shared link would fail after a cut and the server would get
+   * EHOSTUNREACH, a LAN artefact, instead of the ETIMEDOUT a real server sees.
+   */
+  async #pinNeighbour(clientAddress: string): Promise<void> {
+    await this.#run('server', 'ip', ['neigh', 'replace', clientAddress, 'lladdr', this.#clientMac, 'dev', SERVER_IF, 'nud', 'permanent'], 'neighbour setup');
+  }
+
+  async #mac(host: HostName, dev: string): Promise<string> {
+    const r = await this.exec(host, 'ip', ['-o', 'link', 'show', 'dev', dev]);
+    const mac = /link\/ether ([0-9a-f:]{17})/.exec(r.stdout)?.[1];
+    if (!mac) throw new Error(`could not read the link-layer address of ${dev}: ${r.stderr.trim() || r.stdout.trim()}`);
+    return mac;
+  }
+
+  async #run(host: HostName, cmd: string, args: string[], action: string, input?: string): Promise<void> {
+    const r = await this.exec(host, cmd, args, input);
+    if (r.code !== 0) throw new Error(`${action} failed: ${r.stderr.trim() || `exit ${r.code}`}`);
   }
 
   /** Sends a signal to a lab process and records it as a fault. */

@@ -79,7 +79,7 @@ export class WireCapture extends EventEmitter<{ packet: [Packet]; status: [WireS
       });
       return;
     }
-    const proc = lab.spawn('server', 'tcpdump', 'tcpdump', ['-l', '-n', '-tt', '-i', lab.serverInterface, 'tcp']);
+    const proc = lab.spawn('server', 'tcpdump', 'tcpdump', ['-l', '--immediate-mode', '-n', '-tt', '-Z', 'root', '-i', lab.serverInterface, 'tcp']);
     this.#proc = proc;
     this.ready = new Promise((resolve) => {
       const errors: string[] = [];

@@ -4,9 +4,10 @@
  * and the tests alike.
  */
 import { EventEmitter } from 'node:events';
+import { setTimeout as sleepFor } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { parseLogLine } from '../../demos/protocol.ts';
-import { Lab, delay, probeCapability, type HostName, type LabProcess } from '../lab/lab.ts';
+import { Lab, probeCapability, type HostName, type LabProcess } from '../lab/lab.ts';
 import { SocketTable, WireCapture, type WireStatus } from '../lab/observers.ts';
 import type { SocketChange, SocketRow } from '../lab/ss.ts';
 import type { Packet } from '../lab/tcpdump.ts';
@@ -79,6 +80,8 @@ export class Demo {
           this.#waiters.delete(w);
           resolve(null);
         }, timeoutMs);
+        // A stopped run must not keep this timer (and the process) alive.
+        ctx.signal.addEventListener('abort', () => clearTimeout(timer), { once: true });
         this.proc.exited.then(() =>
           setTimeout(() => {
             // Give the last lines a moment to be parsed, then stop waiting.
@@ -177,8 +180,14 @@ export class RunContext extends EventEmitter<{
     });
   }
 
-  sleep(seconds: number): Promise<void> {
-    return this.race(delay(seconds * 1000));
+  /** Waits, unless the run is stopped first (then rejects, and no timer is left behind). */
+  async sleep(seconds: number): Promise<void> {
+    try {
+      await sleepFor(seconds * 1000, undefined, { signal: this.signal });
+    } catch (err) {
+      if (this.signal.aborted) throw new RunAbortedError('stopped');
+      throw err;
+    }
   }
 
   #attach(host: HostName, proc: LabProcess): Demo {
@@ -207,9 +216,12 @@ export class RunContext extends EventEmitter<{
   }
 
   /** Starts the echo server in the server host and waits until it listens. */
-  async startServer(args: string[], options: { name?: string; fdLimit?: number; port?: number } = {}): Promise<Demo> {
+  async startServer(args: string[], options: { name?: string; fdLimit?: number; port?: number; traceAccept?: boolean } = {}): Promise<Demo> {
     const port = options.port ?? SERVER_PORT;
-    const proc = this.lab.spawnNode('server', options.name ?? 'server', SERVER_SCRIPT, ['--port', String(port), ...args], { fdLimit: options.fdLimit });
+    const proc = this.lab.spawnNode('server', options.name ?? 'server', SERVER_SCRIPT, ['--port', String(port), ...args], {
+      fdLimit: options.fdLimit,
+      traceAccept: options.traceAccept,
+    });
     const demo = this.#attach('server', proc);
     const listening = await demo.waitFor('listen', () => true, this, 10_000, 0);
     if (!listening) throw new Error(`the server did not start: ${proc.exitStatus ? `it exited (${JSON.stringify(proc.exitStatus)})` : 'no listen line within 10 s'}`);
@@ -264,7 +276,7 @@ function packetFields(p: Packet): Record<string, unknown> {
     src: `${p.src.address}:${p.src.port}`,
     dst: `${p.dst.address}:${p.dst.port}`,
     flags: p.flags,
-    seq: p.seq ? `${p.seq.start}:${p.seq.end}` : null,
+    seq: p.seq ? (p.seq.start === p.seq.end ? `${p.seq.start}` : `${p.seq.start}:${p.seq.end}`) : null,
     ack: p.ackNo ?? null,
     length: p.length,
   };

@@ -84,3 +84,19 @@ export function within(name: string, measured: unknown, expected: number, tolera
 export function is(name: string, actual: unknown, expected: unknown): Check {
   return { name, held: actual === expected, detail: `observed ${JSON.stringify(actual)}, expected ${JSON.stringify(expected)}` };
 }
+
+/**
+ * For limits the kernel checks only when a timer fires (tcp_retries2, TCP_USER_TIMEOUT): the
+ * event comes no earlier than the limit, and a little after it.
+ */
+export function atLeastThenSoon(name: string, measured: unknown, limit: number, lateBy: number): Check {
+  const ok = typeof measured === 'number' && measured >= limit - 0.05 && measured <= limit + lateBy;
+  return {
+    name,
+    held: ok,
+    detail:
+      typeof measured === 'number'
+        ? `measured ${measured.toFixed(3)} s; limit ${limit.toFixed(3)} s (expected from ${limit.toFixed(1)} to ${(limit + lateBy).toFixed(1)} s)`
+        : `nothing measured; limit ${limit.toFixed(3)} s`,
+  };
+}

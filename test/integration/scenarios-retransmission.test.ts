@@ -15,16 +15,18 @@ describe.skipIf(!capability.ok)(`retransmission against the kernel${skipReason}`
     expect(r.observations.sendQueueBytes).toBeGreaterThan(0);
     expect(r.observations.retransmits).toBeGreaterThanOrEqual(3);
     expect(r.observations.serverError).toBe('ETIMEDOUT');
-    // tcp_retries2 = 5: 0.2 × (2^6 − 1) = 12.6 s after the write.
-    expect(r.observations.errorAfterWriteSeconds).toBeGreaterThan(11.6);
-    expect(r.observations.errorAfterWriteSeconds).toBeLessThan(13.6);
+    // tcp_retries2 = 5: a budget of 0.2 × (2^6 − 1) = 12.6 s after the write; the error comes
+    // at the first retransmission timeout after it.
+    expect(r.observations.errorAfterWriteSeconds).toBeGreaterThanOrEqual(12.55);
+    expect(r.observations.errorAfterWriteSeconds).toBeLessThan(12.6 * 1.1 + 0.3);
     expect(r.claimHeld).toBe(true);
   });
 
-  it('experiment c with TCP_USER_TIMEOUT: ETIMEDOUT about the timeout after the write', async () => {
+  it('experiment c with TCP_USER_TIMEOUT: ETIMEDOUT once the timeout has passed since the write', async () => {
     const r = await run('experiment-c', { userTimeout: 3000, retries2: 15, echoDelay: 1 });
     expect(r.observations.serverError).toBe('ETIMEDOUT');
-    expect(Math.abs((r.observations.errorAfterWriteSeconds as number) - 3)).toBeLessThanOrEqual(0.5);
+    expect(r.observations.errorAfterWriteSeconds).toBeGreaterThanOrEqual(2.95);
+    expect(r.observations.errorAfterWriteSeconds).toBeLessThanOrEqual(4);
   });
 
   it('keepalive-unacked: keepalive never fires while the echo is unacknowledged; TCP_USER_TIMEOUT does', async () => {
@@ -34,7 +36,8 @@ describe.skipIf(!capability.ok)(`retransmission against the kernel${skipReason}`
     expect(r.observations.keepaliveTimersSeen).not.toContain('keepalive');
     expect(r.observations.keepaliveState).toBe('ESTAB');
     expect(r.observations.userTimeoutDetected).toBe(true);
-    expect(Math.abs((r.observations.userTimeoutDetectedAfterWriteSeconds as number) - 6)).toBeLessThanOrEqual(0.5);
+    expect(r.observations.userTimeoutDetectedAfterWriteSeconds).toBeGreaterThanOrEqual(5.95);
+    expect(r.observations.userTimeoutDetectedAfterWriteSeconds).toBeLessThanOrEqual(7);
     expect(r.claimHeld).toBe(true);
   });
 });
