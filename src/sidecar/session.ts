@@ -239,11 +239,9 @@ export class LabSession {
     try {
       switch (action) {
         case 'cut':
-          if (!ctx.lab.linkUp) throw new Error('the network is already cut');
           await ctx.lab.cut();
           break;
         case 'restore':
-          if (ctx.lab.linkUp) throw new Error('the network is not cut');
           await ctx.lab.restore();
           break;
         case 'restore-new-address':
