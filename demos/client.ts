@@ -1,131 +1,186 @@
 /**
- * A client for the echo server: connects, sends frames, prints what comes back and answers
- * the server's heartbeats. Run `node demos/client.ts --help`.
+ * A client for the echo server: connects, sends frames (2-byte big-endian length +
+ * payload, see protocol.ts), logs what comes back and answers the server's heartbeats.
+ * Run `node demos/client.ts --help`.
  *
- * On SIGTERM or SIGINT it closes gracefully (a FIN) and exits at once, without waiting for
- * the FIN to be acknowledged: if the network is cut, that FIN stays queued in the kernel,
- * which is what experiment b is about.
+ * On SIGTERM or SIGINT it closes every connection gracefully (a FIN) and exits as soon as
+ * the FINs are handed to the kernel, without waiting for the server to acknowledge them:
+ * if the network is cut, the FIN stays queued in this host's kernel (FIN-WAIT-1), which is
+ * what experiment b is about.
+ *
+ * Copy it freely: it needs only Node 24 and the two files next to it (protocol.ts,
+ * options.ts).
  */
 import net from 'node:net';
 import { createInterface } from 'node:readline';
-import { parseArgs } from 'node:util';
-import { FrameDecoder, FrameTooLargeError, HEARTBEAT, encodeFrame, isHeartbeat, log, preview } from './protocol.ts';
+import { numberFlag, parseFlags, UsageError } from './options.ts';
+import { FrameDecoder, HEARTBEAT, MAX_FRAME_BYTES, encodeFrame, hostPort, isHeartbeat, log, preview } from './protocol.ts';
 
 const HELP = `Usage: node demos/client.ts [options]
+
+Connects to the echo server, sends frames (2-byte big-endian length + payload), logs each
+echo and answers each heartbeat with a heartbeat. Logs one line per event:
+<ISO time> <event> key=value ...
 
   --host <addr>          server address (default 127.0.0.1)
   --port <n>             server port, 1 to 65535 (default 7000)
   --count <n>            frames to send on each connection, 0 to 100000 (default 1)
   --payload <text>       what each frame carries (default "hello")
-  --size <bytes>         instead of --payload: a generated payload of this size, 1 to 65535
-  --every <s>            seconds between frames, 0 to 3600 (default 0)
+  --size <bytes>         instead of --payload: a generated payload of this many bytes,
+                         1 to 65535
+  --every <s>            seconds between frames, 0 to 3600, decimals allowed (default 0)
   --connections <n>      parallel connections, each doing the same, 1 to 1000 (default 1)
-  --close-after <s>      close gracefully this long after the last echo, 0 to 86400
-                         (default: stay connected, answering heartbeats, until signalled)
-  --stdin                also send each line typed on standard input as a frame
-  -h, --help             this text`;
+  --close-after <s>      close gracefully (FIN) this many seconds after the last echo
+                         arrives, 0 to 86400, decimals allowed (default: never; stay
+                         connected, answering heartbeats, until SIGINT or SIGTERM)
+  --stdin                also send each line read from standard input as a frame, on
+                         every connection
+  -h, --help             show this text
 
-function fail(message: string): never {
-  process.stderr.write(`client: ${message}\n`);
+SIGINT or SIGTERM: close every connection with a FIN and exit without waiting for the
+server's answer.
+Exit status: 0; 1 if a connection could not be made; 2 for a bad command line.`;
+
+interface Config {
+  host: string;
+  port: number;
+  count: number;
+  payload: Buffer;
+  everyMs: number;
+  connections: number;
+  /** null: never close on our own. */
+  closeAfterMs: number | null;
+  stdin: boolean;
+}
+
+function readConfig(argv: string[]): Config | 'help' {
+  const flags = parseFlags(argv, {
+    host: { type: 'string' },
+    port: { type: 'string' },
+    count: { type: 'string' },
+    payload: { type: 'string' },
+    size: { type: 'string' },
+    every: { type: 'string' },
+    connections: { type: 'string' },
+    'close-after': { type: 'string' },
+    stdin: { type: 'boolean' },
+    help: { type: 'boolean', short: 'h' },
+  });
+  if (flags.help) return 'help';
+
+  if (flags.payload !== undefined && flags.size !== undefined) throw new UsageError('--payload and --size contradict each other: give one');
+  const size = numberFlag('size', flags.size, { min: 1, max: MAX_FRAME_BYTES, integer: true });
+  const payload = size === undefined ? Buffer.from(flags.payload ?? 'hello', 'utf8') : generatedPayload(size);
+  // An empty frame is a heartbeat, so a data frame must carry at least one byte.
+  if (payload.length < 1 || payload.length > MAX_FRAME_BYTES) {
+    throw new UsageError(`--payload must be 1 to ${MAX_FRAME_BYTES} bytes of UTF-8; got ${payload.length}`);
+  }
+  const closeAfterS = numberFlag('close-after', flags['close-after'], { min: 0, max: 86400 });
+  return {
+    host: flags.host ?? '127.0.0.1',
+    port: numberFlag('port', flags.port, { min: 1, max: 65535, integer: true }) ?? 7000,
+    count: numberFlag('count', flags.count, { min: 0, max: 100000, integer: true }) ?? 1,
+    payload,
+    everyMs: Math.round((numberFlag('every', flags.every, { min: 0, max: 3600 }) ?? 0) * 1000),
+    connections: numberFlag('connections', flags.connections, { min: 1, max: 1000, integer: true }) ?? 1,
+    closeAfterMs: closeAfterS === undefined ? null : Math.round(closeAfterS * 1000),
+    stdin: flags.stdin ?? false,
+  };
+}
+
+/** Printable filler, so that the log's text= preview stays readable: "0123456789012...". */
+function generatedPayload(size: number): Buffer {
+  const payload = Buffer.alloc(size);
+  for (let i = 0; i < size; i++) payload[i] = 0x30 + (i % 10);
+  return payload;
+}
+
+let parsed: Config | 'help';
+try {
+  parsed = readConfig(process.argv.slice(2));
+} catch (err) {
+  if (!(err instanceof UsageError)) throw err;
+  process.stderr.write(`client: ${err.message}\n`);
   process.exit(2);
 }
-
-function number(name: string, raw: string | undefined, fallback: number | undefined, min: number, max: number, integer = false): number | undefined {
-  if (raw === undefined) return fallback;
-  const value = Number(raw);
-  if (raw.trim() === '' || !Number.isFinite(value) || value < min || value > max || (integer && !Number.isInteger(value))) {
-    fail(`--${name} must be ${integer ? 'a whole number' : 'a number'} from ${min} to ${max}; got ${JSON.stringify(raw)}`);
-  }
-  return value;
-}
-
-let args;
-try {
-  args = parseArgs({
-    options: {
-      host: { type: 'string' },
-      port: { type: 'string' },
-      count: { type: 'string' },
-      payload: { type: 'string' },
-      size: { type: 'string' },
-      every: { type: 'string' },
-      connections: { type: 'string' },
-      'close-after': { type: 'string' },
-      stdin: { type: 'boolean' },
-      help: { type: 'boolean', short: 'h' },
-    },
-  }).values;
-} catch (err) {
-  fail((err as Error).message);
-}
-if (args.help) {
+if (parsed === 'help') {
   process.stdout.write(HELP + '\n');
   process.exit(0);
 }
-if (args.payload !== undefined && args.size !== undefined) fail('give --payload or --size, not both');
-const size = number('size', args.size, undefined, 1, 65535, true);
-const payload = size !== undefined ? Buffer.alloc(size, 'x') : Buffer.from(args.payload ?? 'hello', 'utf8');
-if (payload.length === 0) fail('--payload must not be empty (an empty frame is a heartbeat)');
-if (payload.length > 65535) fail(`--payload is ${payload.length} bytes; a frame holds at most 65535`);
-const config = {
-  host: args.host ?? '127.0.0.1',
-  port: number('port', args.port, 7000, 1, 65535, true)!,
-  count: number('count', args.count, 1, 0, 100000, true)!,
-  everyMs: number('every', args.every, 0, 0, 3600)! * 1000,
-  connections: number('connections', args.connections, 1, 1, 1000, true)!,
-  closeAfterMs: args['close-after'] === undefined ? null : number('close-after', args['close-after'], 0, 0, 86400)! * 1000,
-};
+const config: Config = parsed;
 
-const sockets = new Set<net.Socket>();
-let failed = false;
+interface Connection {
+  socket: net.Socket;
+  /** Sends one data frame; false when the kernel's send buffer is full (wait for 'drain'). */
+  send(body: Buffer): boolean;
+}
+
+const open = new Set<Connection>();
+let failedToConnect = 0;
 
 function connect(index: number): void {
   const socket = net.connect({ host: config.host, port: config.port });
-  sockets.add(socket);
   const decoder = new FrameDecoder();
-  const sentAt: number[] = []; // send times of frames not yet echoed, oldest first
+  // The server echoes frames in the order it received them, so the oldest send time is the
+  // one the next echo answers.
+  const sentAt: number[] = [];
+  let connected = false;
   let sent = 0;
   let received = 0;
+  let nextSend: NodeJS.Timeout | undefined;
+  let closeTimer: NodeJS.Timeout | undefined;
 
-  const send = (body: Buffer) => {
-    socket.write(encodeFrame(body));
-    sentAt.push(Date.now());
-    log('send', { conn: index, bytes: body.length, text: preview(body) });
+  const connection: Connection = {
+    socket,
+    send(body) {
+      const handedToKernel = socket.write(encodeFrame(body));
+      sentAt.push(Date.now());
+      log('send', { conn: index, bytes: body.length, text: preview(body) });
+      return handedToKernel;
+    },
   };
+  open.add(connection);
+
+  function sendFrames(): void {
+    while (sent < config.count && socket.writable) {
+      sent++;
+      const handedToKernel = connection.send(config.payload);
+      if (sent === config.count) return;
+      if (config.everyMs > 0) {
+        nextSend = setTimeout(sendFrames, config.everyMs);
+        return;
+      }
+      // As fast as possible, but no faster than the network takes them: when the kernel's
+      // send buffer is full, wait for room instead of queueing everything in memory.
+      if (!handedToKernel) {
+        socket.once('drain', sendFrames);
+        return;
+      }
+    }
+  }
+
+  function closeLaterIfAsked(): void {
+    if (config.closeAfterMs === null) return;
+    closeTimer = setTimeout(() => {
+      log('closing', { conn: index, reason: 'close-after' });
+      socket.end(); // FIN: we are done sending; the server closes its side in turn
+    }, config.closeAfterMs);
+  }
 
   socket.on('connect', () => {
-    log('connect', { local: `${socket.localAddress}:${socket.localPort}`, peer: `${socket.remoteAddress}:${socket.remotePort}`, conn: index });
-    const next = () => {
-      if (sent >= config.count || socket.destroyed) return;
-      sent++;
-      send(payload);
-      if (sent < config.count) setTimeout(next, config.everyMs);
-    };
-    next();
-    if (config.count === 0) maybeClose();
+    connected = true;
+    log('connect', { local: hostPort(socket.localAddress, socket.localPort), peer: hostPort(socket.remoteAddress, socket.remotePort), conn: index });
+    sendFrames();
+    if (config.count === 0) closeLaterIfAsked();
   });
 
-  const maybeClose = () => {
-    if (config.closeAfterMs === null || received < config.count) return;
-    setTimeout(() => {
-      log('closing', { conn: index, reason: 'close-after' });
-      socket.end();
-    }, config.closeAfterMs);
-  };
-
-  socket.on('data', (chunk) => {
-    let frames: Buffer[];
-    try {
-      frames = decoder.push(chunk);
-    } catch (err) {
-      if (!(err instanceof FrameTooLargeError)) throw err;
-      log('bad-frame', { conn: index, reason: err.message });
-      socket.destroy();
-      return;
-    }
-    for (const frame of frames) {
+  socket.on('data', (chunk: Buffer) => {
+    // The default maximum (65535) is the largest length 2 bytes can say, so push() cannot
+    // reject a frame here.
+    for (const frame of decoder.push(chunk)) {
       if (isHeartbeat(frame)) {
-        // The server's ping: answer at once, from the application, which proves it runs.
+        // The server's ping. Answer it from the application, at once: the answer proves that
+        // this program runs, not just that its kernel does (which is all keepalive can tell).
         log('ping', { conn: index });
         socket.write(HEARTBEAT);
         log('pong', { conn: index });
@@ -134,43 +189,63 @@ function connect(index: number): void {
       received++;
       const at = sentAt.shift();
       log('recv', { conn: index, bytes: frame.length, text: preview(frame), rtt: at === undefined ? undefined : `${Date.now() - at}ms` });
-      if (received === config.count) maybeClose();
+      if (received === config.count) closeLaterIfAsked();
     }
   });
+
+  socket.on('end', () => {
+    // The server sent a FIN. Node answers with ours (allowHalfOpen is false by default).
+    log('end', { conn: index });
+  });
   socket.on('error', (err: NodeJS.ErrnoException) => {
-    if (!socket.remoteAddress && !socket.localPort) failed = true;
+    if (!connected) failedToConnect++;
     log('error', { conn: index, code: err.code, message: err.message });
   });
   socket.on('close', (hadError) => {
-    sockets.delete(socket);
+    clearTimeout(nextSend);
+    clearTimeout(closeTimer);
+    open.delete(connection);
     log('close', { conn: index, hadError });
-    if (sockets.size === 0) {
-      log('done', { connections: config.connections });
-      process.exit(failed ? 1 : 0);
-    }
+    if (open.size === 0) finish();
   });
+}
+
+function finish(reason?: string): never {
+  log('done', { connections: config.connections, failed: failedToConnect, reason });
+  process.exit(failedToConnect > 0 ? 1 : 0);
 }
 
 for (let i = 1; i <= config.connections; i++) connect(i);
 
-if (args.stdin) {
-  // Each line typed (or sent by the lab's "Send frame" button) goes out as a frame.
+if (config.stdin) {
+  // Each line typed (or sent by the lab's "send a frame" button) goes out as a frame.
   createInterface({ input: process.stdin }).on('line', (line) => {
-    const body = Buffer.from(line, 'utf8').subarray(0, 65535);
-    if (body.length === 0) return;
-    for (const socket of sockets) {
-      if (!socket.writable) continue;
-      socket.write(encodeFrame(body));
-      log('send', { bytes: body.length, text: preview(body) });
+    const body = Buffer.from(line, 'utf8').subarray(0, MAX_FRAME_BYTES);
+    if (body.length === 0) return; // an empty frame would be a heartbeat
+    for (const connection of open) {
+      if (connection.socket.writable) connection.send(body);
     }
   });
 }
 
-for (const sig of ['SIGINT', 'SIGTERM'] as const) {
-  process.on(sig, () => {
-    log('closing', { reason: sig });
-    for (const socket of sockets) socket.end(); // queue the FIN; the kernel sends it
-    // Exit now: the kernel owns the FIN from here, even if the network is gone.
-    process.exit(0);
-  });
+// #region signals
+function closeGracefully(signal: NodeJS.Signals): void {
+  log('closing', { reason: signal });
+  let finishing = open.size;
+  if (finishing === 0) finish(signal);
+  for (const { socket } of open) {
+    // end() sends a FIN once what is already written has gone to the kernel. Its callback
+    // runs when the FIN has been handed to the kernel, not when the server acknowledged it:
+    // if the network is cut, the kernel keeps retransmitting the FIN after we exit.
+    socket.end(() => {
+      finishing--;
+      if (finishing === 0) finish(signal);
+    });
+  }
+  // A connection still being set up, or one whose data Node could not hand to a full
+  // kernel buffer, would hold us up: do not wait more than half a second.
+  setTimeout(() => finish(signal), 500).unref();
 }
+process.once('SIGINT', closeGracefully);
+process.once('SIGTERM', closeGracefully);
+// #endregion signals

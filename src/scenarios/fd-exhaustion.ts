@@ -31,7 +31,7 @@ export default defineScenario({
     // kernel's answer: accept4(…) = -1 EMFILE (Too many open files).
     let failure = null as null | { code: string; time: number };
     const onLine = (stream: string, line: string) => {
-      const m = /accept4?\(.*\)\s*= -1 (E[A-Z]+)/.exec(line);
+      const m = /accept4?\(.*\)\s*= -1 (EMFILE|ENFILE)/.exec(line);
       if (stream === 'stderr' && m && !failure) failure = { code: m[1]!, time: Date.now() };
     };
     server.proc.on('line', onLine);
