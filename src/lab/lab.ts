@@ -182,6 +182,7 @@ function run(cmd: string, args: string[], env?: NodeJS.ProcessEnv, input?: strin
     });
     child.on('error', (err) => resolve({ code: 127, stdout, stderr: stderr + err.message }));
     child.on('close', (code) => resolve({ code, stdout, stderr }));
+    child.stdin.on('error', () => {}); // EPIPE when the command exits without reading its input
     child.stdin.end(input ?? '');
   });
 }
