@@ -35,7 +35,7 @@ export function needsBuild(): boolean {
   return SOURCES.some((s) => newestMtime(join(ROOT, s)) > builtAt);
 }
 
-function build(): Promise<void> {
+export function build(): Promise<void> {
   return new Promise((resolve, reject) => {
     process.stdout.write('Building the course (astro build)…\n');
     const child = spawn(process.execPath, [join(ROOT, 'node_modules/astro/bin/astro.mjs'), 'build'], { cwd: ROOT, stdio: ['ignore', 'inherit', 'inherit'] });
