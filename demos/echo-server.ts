@@ -342,6 +342,7 @@ function serve(socket: net.Socket): void {
   });
 }
 
+// #region accept-error
 const server = net.createServer(serve);
 if (config.maxConnections !== undefined) server.maxConnections = config.maxConnections;
 
@@ -368,6 +369,7 @@ server.on('error', (err: NodeJS.ErrnoException) => {
   log('server-error', { code: err.code, syscall: err.syscall, message: err.message });
   process.exit(1);
 });
+// #endregion accept-error
 
 server.listen(config.port, config.host, () => {
   const address = server.address() as net.AddressInfo;
