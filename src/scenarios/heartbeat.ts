@@ -45,7 +45,7 @@ export default defineScenario({
   check(o, _p, t): Check[] {
     return [
       { name: 'the server closes the connection for missed heartbeats', held: o.serverError === 'heartbeat timeout', detail: `server: ${o.serverError}` },
-      within('within 0.5 s of interval × misses', o.detectedAfterSeconds, t.expectedSeconds!, 0.5),
+      within('within 0.5 s of interval × misses after the last reply', o.detectedAfterLastReplySeconds, t.expectedSeconds!, 0.5),
     ];
   },
 });
