@@ -49,18 +49,30 @@ export default defineConfig({
           items: [{ label: 'Welcome', slug: 'index' }],
         },
         {
-          label: 'Experiments',
+          label: 'Course',
+          items: [
+            { slug: 'course/incident' },
+            { slug: 'course/echo-server' },
+            { slug: 'course/experiment-a' },
+            { slug: 'course/experiment-b' },
+            { slug: 'course/experiment-c' },
+            { slug: 'course/keepalive' },
+            { slug: 'course/keepalive-limits' },
+            { slug: 'course/heartbeats' },
+            { slug: 'course/side-by-side' },
+            { slug: 'course/checklist' },
+          ],
+        },
+        {
+          // One scenario a page, with only its lab: for trainers and for trying things out.
+          label: 'Playground',
+          collapsed: true,
           items: [
             { slug: 'lab/fd-exhaustion' },
             { slug: 'lab/experiment-a' },
             { slug: 'lab/experiment-b' },
             { slug: 'lab/experiment-b-same-address' },
             { slug: 'lab/experiment-c' },
-          ],
-        },
-        {
-          label: 'Fixes',
-          items: [
             { slug: 'lab/keepalive' },
             { slug: 'lab/keepalive-unacked' },
             { slug: 'lab/hung-client' },
