@@ -244,6 +244,7 @@ function serve(socket: net.Socket): void {
   }
   // #endregion heartbeat
 
+  // #region set-user-timeout
   if (setUserTimeout && config.userTimeoutMs !== undefined) {
     // TCP_USER_TIMEOUT: how long sent data may stay unacknowledged before the kernel gives
     // up on the connection (ETIMEDOUT). It covers what keepalive cannot: no probe is sent
@@ -258,6 +259,7 @@ function serve(socket: net.Socket): void {
       log('setsockopt-error', { peer, option: 'TCP_USER_TIMEOUT', code: e.code, message: e.message });
     }
   }
+  // #endregion set-user-timeout
 
   // #region frames
   const decoder = new FrameDecoder({ maxFrameBytes: config.maxFrame });
@@ -325,6 +327,7 @@ function serve(socket: net.Socket): void {
   }
   // #endregion echo
 
+  // #region lifecycle
   socket.on('end', () => {
     // The peer sent a FIN: it will send nothing more. Node then ends our side too (the
     // default allowHalfOpen: false), so echoes still waiting are skipped.
@@ -340,6 +343,7 @@ function serve(socket: net.Socket): void {
     connections.delete(socket);
     log('close', { peer, open: connections.size, after: seconds(Date.now() - connectedAt), hadError });
   });
+  // #endregion lifecycle
 }
 
 // #region accept-error
