@@ -1,17 +1,25 @@
 #!/usr/bin/env node
 /**
- * npm start [-- --port N] [--no-build]
+ * npm start [-- --port N] [--host ADDRESS [--token T] [--allow-host NAME]…] [--max-labs N] [--no-build]
  *
  * One process: builds the course if its sources changed since the last build, serves the
  * static site from dist/, and runs the lab sidecar at /api/lab on the same origin.
+ *
+ * By default it listens on 127.0.0.1 only. `--host 0.0.0.0` (trainer mode) serves other
+ * machines, and then only with an access token: see ./access.ts.
  */
 import { spawn } from 'node:child_process';
 import { existsSync, statSync, readdirSync } from 'node:fs';
 import { createServer } from 'node:http';
+import { isIP, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { Sidecar, loopbackHosts } from '../sidecar/sidecar.ts';
+import type { Scenario } from '../scenarios/types.ts';
+import { DEFAULT_LIMITS, type SidecarLimits } from '../sidecar/session.ts';
+import { Sidecar } from '../sidecar/sidecar.ts';
+import { AccessToken, ServedHosts, generateToken, isLoopbackBind, tokenProblem } from './access.ts';
+import { describeSweep, sweepAtStart } from './sweep.ts';
 import { serveStatic } from './static.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -48,72 +56,180 @@ export interface StartOptions {
   port: number;
   host: string;
   maxLabs?: number;
+  /** The access token; required when `host` is not loopback (trainer mode), refused otherwise. */
+  token?: string;
+  /** More Host names to answer to in trainer mode (a DNS name of this machine, say). */
+  allowHosts?: string[];
+  /** Other limits (tests); `maxLabs` above wins. */
+  limits?: Partial<SidecarLimits>;
+  /** The scenarios pages may run (tests add their own); default: the course's. */
+  scenarios?: readonly Scenario[];
+  /** The sidecar's ping period in ms (tests). */
+  heartbeatMs?: number;
 }
 
 /** Starts the server; resolves with it once listening. */
 export async function startServer(options: StartOptions) {
-  const sidecar = new Sidecar({ allowedHosts: loopbackHosts(options.port), limits: options.maxLabs ? { maxLabs: options.maxLabs } : {} });
+  const trainer = !isLoopbackBind(options.host);
+  if (trainer && !options.token) throw new Error(`serving other machines (--host ${options.host}) needs an access token`);
+  if (!trainer && options.token) throw new Error('an access token only applies when serving other machines (--host)');
+  // Known once listening (the port may be 0: any free one). No request arrives before.
+  let hosts: ServedHosts;
+  let access: AccessToken | null = null;
+  const sidecar = new Sidecar({
+    allowedHosts: (host) => hosts.allows(host),
+    authorized: (req) => access === null || access.allowsUpgrade(req),
+    limits: { ...options.limits, ...(options.maxLabs ? { maxLabs: options.maxLabs } : {}) },
+    scenarios: options.scenarios,
+    heartbeatMs: options.heartbeatMs,
+  });
   const server = createServer((req, res) => {
     if (!sidecar.hostAllowed(req)) {
       res.writeHead(403, { 'content-type': 'text/plain' }).end('Forbidden: unknown Host\n');
       return;
     }
+    if (access && !access.gate(req, res)) return;
     serveStatic(DIST, req, res);
   });
   server.on('upgrade', (req, socket, head) => {
     if (!sidecar.handleUpgrade(req, socket, head)) socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\n');
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(options.port, options.host, () => resolve());
-  });
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(options.port, options.host, () => resolve());
+    });
+  } catch (err) {
+    await sidecar.close();
+    throw err;
+  }
+  const port = (server.address() as AddressInfo).port;
+  hosts = new ServedHosts(port, { trainer, extraNames: options.allowHosts });
+  if (trainer) access = new AccessToken(options.token!, port);
   const close = async () => {
     await sidecar.close();
     await new Promise<void>((r) => server.close(() => r()));
     server.closeAllConnections();
   };
-  return { server, sidecar, close };
+  const bindsAll = options.host === '0.0.0.0' || options.host === '::';
+  return {
+    server,
+    sidecar,
+    close,
+    port,
+    /** Trainer mode: a join URL per non-loopback address, and one for this machine. */
+    joinUrls: trainer ? hosts.joinUrls(options.host, options.token!) : [],
+    /** Where to open it on this machine (null when it listens on one network address only). */
+    localUrl: !trainer ? `http://${options.host === '::1' ? '[::1]' : options.host}:${port}/` : bindsAll ? `http://127.0.0.1:${port}/?token=${options.token}` : null,
+  };
 }
 
-async function main(): Promise<void> {
+const USAGE = `npm start [-- options]
+  Serves the course and its lab at http://127.0.0.1:4321/ (this machine only).
+
+  --port N            port (default 4321, or $PORT)
+  --max-labs N        labs running at once, 1 to 500 (default ${DEFAULT_LIMITS.maxLabs})
+  --no-build          serve dist/ as it is, without rebuilding
+  --host ADDRESS      trainer mode: serve other machines too, e.g. --host 0.0.0.0
+                      (every address of this machine); every browser then needs the
+                      access token, which the join links printed at start carry
+  --token T           trainer mode: use this token (or $KEEPALIVE_LAB_TOKEN) instead of
+                      a new random one; at least 22 characters of A-Z a-z 0-9 - _
+  --allow-host NAME   trainer mode: also answer to this host name (repeatable), e.g.
+                      a DNS name of this machine
+`;
+
+export interface StartCommand {
+  port: number;
+  host: string;
+  maxLabs?: number;
+  build: boolean;
+  /** Trainer mode only. */
+  token?: string;
+  /** Where the token came from: null for a new random one. */
+  tokenFrom: '--token' | 'KEEPALIVE_LAB_TOKEN' | null;
+  allowHosts: string[];
+}
+
+/** Reads `npm start`'s arguments; a string is what is wrong with them. */
+export function parseStartArgs(args: string[], env: NodeJS.ProcessEnv): StartCommand | 'help' | string {
   let values;
   try {
     ({ values } = parseArgs({
+      args,
       options: {
-        port: { type: 'string', default: process.env.PORT ?? '4321' },
+        port: { type: 'string', default: env.PORT ?? '4321' },
         host: { type: 'string', default: '127.0.0.1' },
+        token: { type: 'string' },
+        'allow-host': { type: 'string', multiple: true, default: [] },
         'max-labs': { type: 'string' },
         'no-build': { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h', default: false },
       },
     }));
   } catch (err) {
-    process.stderr.write(`start: ${(err as Error).message}\n`);
-    process.exit(2);
+    return (err as Error).message;
   }
-  if (values.help) {
-    process.stdout.write('npm start [-- --port N] [--max-labs N] [--no-build]\n  Serves the course and its lab at http://127.0.0.1:N (default 4321).\n');
+  if (values.help) return 'help';
+  const port = Number(values.port);
+  if (!Number.isInteger(port) || port < 1 || port > 65535) return `--port must be a whole number from 1 to 65535; got ${values.port}`;
+  const maxLabs = values['max-labs'] === undefined ? undefined : Number(values['max-labs']);
+  if (maxLabs !== undefined && (!Number.isInteger(maxLabs) || maxLabs < 1 || maxLabs > 500)) return `--max-labs must be a whole number from 1 to 500; got ${values['max-labs']}`;
+  const host = values.host;
+  const command: StartCommand = { port, host, maxLabs, build: !values['no-build'], tokenFrom: null, allowHosts: values['allow-host'] };
+  if (isLoopbackBind(host)) {
+    if (values.token !== undefined) return '--token only applies with --host (serving other machines); on 127.0.0.1 no token is needed';
+    if (command.allowHosts.length) return '--allow-host only applies with --host (serving other machines)';
+    return command;
+  }
+  if (isIP(host) === 0) return `--host must be an IP address of this machine (0.0.0.0 for all of them, :: for IPv6 too); got ${host}`;
+  if (values.token !== undefined) command.tokenFrom = '--token';
+  else if (env.KEEPALIVE_LAB_TOKEN) command.tokenFrom = 'KEEPALIVE_LAB_TOKEN';
+  command.token = command.tokenFrom === '--token' ? values.token : command.tokenFrom ? env.KEEPALIVE_LAB_TOKEN : generateToken();
+  const problem = tokenProblem(command.token!);
+  if (problem) return `${command.tokenFrom}: ${problem}`;
+  return command;
+}
+
+async function main(): Promise<void> {
+  const command = parseStartArgs(process.argv.slice(2), process.env);
+  if (command === 'help') {
+    process.stdout.write(USAGE);
     return;
   }
-  const port = Number(values.port);
-  if (!Number.isInteger(port) || port < 1 || port > 65535) {
-    process.stderr.write(`start: --port must be a whole number from 1 to 65535; got ${values.port}\n`);
+  if (typeof command === 'string') {
+    process.stderr.write(`start: ${command}\n`);
     process.exit(2);
   }
-  const maxLabs = values['max-labs'] === undefined ? undefined : Number(values['max-labs']);
-  if (maxLabs !== undefined && (!Number.isInteger(maxLabs) || maxLabs < 1 || maxLabs > 500)) {
-    process.stderr.write(`start: --max-labs must be a whole number from 1 to 500; got ${values['max-labs']}\n`);
-    process.exit(2);
+  const { port, host, maxLabs, token, tokenFrom } = command;
+  const trainer = token !== undefined;
+
+  // What labs of an earlier server, killed mid-run, left behind goes before anything starts.
+  for (const line of describeSweep(await sweepAtStart())) process.stdout.write(line + '\n');
+  if (command.build && needsBuild()) await build();
+  let started;
+  try {
+    started = await startServer({ port, host, maxLabs, token, allowHosts: command.allowHosts });
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    process.stderr.write(`start: cannot listen on ${host}:${port}: ${e.code === 'EADDRINUSE' ? 'the port is in use (try --port N)' : e.message}\n`);
+    process.exit(1);
   }
-  if (!['127.0.0.1', 'localhost', '::1'].includes(values.host)) {
-    process.stderr.write(
-      `start: serving other machines (--host ${values.host}) is not available yet: the lab starts processes on this machine, so it only listens on 127.0.0.1.\n`,
-    );
-    process.exit(2);
+  const { close, joinUrls, localUrl } = started;
+  const cap = started.sidecar.slots.limits.maxLabs;
+  if (!trainer) {
+    process.stdout.write(`Keepalive Lab is running at ${localUrl}  (Ctrl+C to stop)\n`);
+  } else {
+    const lines = [
+      `Keepalive Lab is serving other machines on ${host}:${port} (trainer mode), up to ${cap} labs at once (--max-labs N).`,
+      `Every browser needs the access token (${tokenFrom ? `from ${tokenFrom}` : 'a new random one: a restart makes a new one'}). Share a join link with the room:`,
+      ...(joinUrls.length ? joinUrls.map((u) => `  ${u}`) : ['  (no network address found on this machine: check its interfaces)']),
+      ...(localUrl ? [`On this machine: ${localUrl}`] : []),
+      `Opening a link once stores the token in that browser (a cookie) and drops it from the address bar.`,
+      `Anyone with the link can run labs on this machine until you stop the server (Ctrl+C).`,
+    ];
+    process.stdout.write(lines.join('\n') + '\n');
   }
-  if (!values['no-build'] && needsBuild()) await build();
-  const { close } = await startServer({ port, host: values.host, maxLabs });
-  process.stdout.write(`Keepalive Lab is running at http://127.0.0.1:${port}/  (Ctrl+C to stop)\n`);
   let stopping = false;
   const stop = async (sig: string) => {
     if (stopping) return;

@@ -4,7 +4,14 @@
  *
  * One connection = at most one lab at a time. The page sends `run`, watches `event`,
  * `sockets`, `state` and finally `result`; it may send `action`s while the lab runs and
- * `stop` at any time. Closing the socket stops and tears down the lab.
+ * `stop` at any time. Closing the socket stops and tears down the lab. No message names a
+ * lab: a connection can only ever see and drive its own.
+ *
+ * Streams are bounded (src/sidecar/session.ts): when a source sends more events than its
+ * budget, or the page reads too slowly, the surplus is dropped and an event
+ * `{ source, event: 'dropped', dropped: N, line: '[N lines dropped]' }` takes its place.
+ * When every lab slot is taken, `run` gets `{ type: 'error', code: 'capacity' }` with the
+ * message "N labs running, try again in a moment".
  */
 import { z } from 'zod';
 

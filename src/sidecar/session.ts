@@ -1,14 +1,22 @@
 /**
  * One WebSocket connection: at most one lab at a time, driven by validated messages.
  * Closing the connection stops the lab; `Sidecar` tears every lab down on shutdown.
+ *
+ * What a lab streams to its page is bounded, whatever its programs print:
+ *   - each source (server, client, kernel, wire, lab) may send `maxLinesPerSecond` events a
+ *     second on average, in bursts of up to `burstLines`; the rest is dropped and counted,
+ *     and once a second the page gets a "[N lines dropped]" line in that source's pane;
+ *   - a page that reads more slowly than the lab writes (a busy tab, a slow network) does
+ *     not make us queue without end: past `HIGH_WATER_BYTES` waiting in the socket, events
+ *     and socket tables are dropped and counted too (the next table resynchronises it);
+ *     past `HARD_LIMIT_BYTES` (a page that reads nothing at all) the connection is closed.
  */
 import type { WebSocket } from 'ws';
 import { probeCapability } from '../lab/lab.ts';
 import type { SocketRow } from '../lab/ss.ts';
 import { ParamError, resolveParams } from '../scenarios/params.ts';
-import { getScenario, scenarios } from '../scenarios/index.ts';
 import { RunAbortedError, runScenario, type RunContext } from '../scenarios/runner.ts';
-import type { Scenario } from '../scenarios/types.ts';
+import type { Scenario, TimelineEvent } from '../scenarios/types.ts';
 import { parseClientMessage, type Action, type ErrorCode, type LabState, type ScenarioInfo, type ServerMessage, type SocketRowMessage } from './protocol.ts';
 
 export interface SidecarLimits {
@@ -18,9 +26,47 @@ export interface SidecarLimits {
   maxSeconds: number;
   /** Messages a connection may send per second before it is told to slow down. */
   maxMessagesPerSecond: number;
+  /** Events a second each source of a lab may stream to its page, on average. */
+  maxLinesPerSecond: number;
+  /** Events a source may send at once before the per-second rate applies. */
+  burstLines: number;
 }
 
-export const DEFAULT_LIMITS: SidecarLimits = { maxLabs: 8, maxSeconds: 300, maxMessagesPerSecond: 20 };
+export const DEFAULT_LIMITS: SidecarLimits = { maxLabs: 8, maxSeconds: 300, maxMessagesPerSecond: 20, maxLinesPerSecond: 200, burstLines: 1000 };
+
+/** Bytes waiting in a connection's socket past which events and tables are dropped. */
+export const HIGH_WATER_BYTES = 1024 * 1024;
+/** Bytes waiting past which the page is taken to be gone and the connection is closed. */
+export const HARD_LIMIT_BYTES = 8 * 1024 * 1024;
+
+/** The words a page shows when every lab slot is taken. */
+export function capacityMessage(running: number): string {
+  return `${running} labs running, try again in a moment`;
+}
+
+/** A token bucket: `rate` a second, up to `burst` at once; counts what it refused. */
+class LineBudget {
+  readonly rate: number;
+  readonly burst: number;
+  #tokens: number;
+  #at: number;
+  dropped = 0;
+
+  constructor(rate: number, burst: number, now: number) {
+    this.rate = rate;
+    this.burst = burst;
+    this.#tokens = burst;
+    this.#at = now;
+  }
+
+  take(now: number): boolean {
+    this.#tokens = Math.min(this.burst, this.#tokens + ((now - this.#at) / 1000) * this.rate);
+    this.#at = now;
+    if (this.#tokens < 1) return false;
+    this.#tokens -= 1;
+    return true;
+  }
+}
 
 /** Shared across sessions: how many labs run now. */
 export class LabSlots {
@@ -64,6 +110,7 @@ function tableSignature(rows: SocketRowMessage[]): string {
 export class LabSession {
   readonly #ws: WebSocket;
   readonly #slots: LabSlots;
+  readonly #scenarios: readonly Scenario[];
   #controller: AbortController | null = null;
   #ctx: RunContext | null = null;
   #running: Promise<void> | null = null;
@@ -71,10 +118,14 @@ export class LabSession {
   #lastTable = '';
   #lastTableSent = 0;
   #messageTimes: number[] = [];
+  #budgets = new Map<string, LineBudget>();
+  #noticeTimer: NodeJS.Timeout | null = null;
+  #pendingTable: { t: number; rows: SocketRowMessage[] } | null = null;
 
-  constructor(ws: WebSocket, slots: LabSlots) {
+  constructor(ws: WebSocket, slots: LabSlots, scenarios: readonly Scenario[]) {
     this.#ws = ws;
     this.#slots = slots;
+    this.#scenarios = scenarios;
     ws.on('message', (data, isBinary) => this.#onMessage(isBinary ? null : data.toString()));
     ws.on('close', () => {
       this.#closed = true;
@@ -90,11 +141,41 @@ export class LabSession {
     return this.#running !== null;
   }
 
-  #send(msg: ServerMessage): void {
-    if (this.#closed || this.#ws.readyState !== this.#ws.OPEN) return;
-    // A slow page must not make us buffer without bound: drop chatty messages first.
-    if (this.#ws.bufferedAmount > 4 * 1024 * 1024 && (msg.type === 'event' || msg.type === 'sockets')) return;
+  /** Sends a message; returns false if it was not sent (connection gone, or a stream dropped for a slow page). */
+  #send(msg: ServerMessage): boolean {
+    if (this.#closed || this.#ws.readyState !== this.#ws.OPEN) return false;
+    const waiting = this.#ws.bufferedAmount;
+    if (waiting > HARD_LIMIT_BYTES) {
+      // Nothing read for megabytes: the page is gone or stuck. Closing stops its lab.
+      this.#ws.terminate();
+      return false;
+    }
+    if (waiting > HIGH_WATER_BYTES && (msg.type === 'event' || msg.type === 'sockets')) return false;
     this.#ws.send(JSON.stringify(msg));
+    return true;
+  }
+
+  /** A timeline event, within its source's budget and the page's pace. */
+  #event(e: TimelineEvent): void {
+    const now = Date.now();
+    let budget = this.#budgets.get(e.source);
+    if (!budget) {
+      budget = new LineBudget(this.#slots.limits.maxLinesPerSecond, this.#slots.limits.burstLines, now);
+      this.#budgets.set(e.source, budget);
+    }
+    if (!budget.take(now) || !this.#send({ type: 'event', event: e })) budget.dropped++;
+  }
+
+  /** Tells the page, in each pane that lost lines, how many; sends a table it missed. */
+  #flushDropped(): void {
+    if (this.#pendingTable && this.#send({ type: 'sockets', ...this.#pendingTable })) this.#pendingTable = null;
+    for (const [source, budget] of this.#budgets) {
+      if (!budget.dropped) continue;
+      const n = budget.dropped;
+      const line = `[${n} line${n === 1 ? '' : 's'} dropped]`;
+      const event = { t: this.#ctx?.lab.t() ?? 0, source: source as TimelineEvent['source'], event: 'dropped', dropped: n, line };
+      if (this.#send({ type: 'event', event })) budget.dropped = 0;
+    }
   }
 
   #error(code: ErrorCode, message: string): void {
@@ -110,7 +191,7 @@ export class LabSession {
       kernel: cap.kernel,
       mode: cap.mode,
       tcpdump: cap.tcpdump,
-      scenarios: scenarios.map(scenarioInfo),
+      scenarios: this.#scenarios.map(scenarioInfo),
       limits: { maxLabs: this.#slots.limits.maxLabs, maxSeconds: this.#slots.limits.maxSeconds },
     });
   }
@@ -157,7 +238,7 @@ export class LabSession {
 
   #run(id: string, rawParams: Record<string, unknown>): void {
     if (this.#running) return this.#error('busy', 'a lab is already running on this page; stop it first');
-    const scenario = getScenario(id);
+    const scenario = this.#scenarios.find((s) => s.id === id);
     if (!scenario) return this.#error('unknown-scenario', `unknown scenario '${id}'`);
     let params: Record<string, number>;
     try {
@@ -166,11 +247,14 @@ export class LabSession {
       return this.#error('bad-params', err instanceof ParamError ? err.message.replace(/^--/, '') : String(err));
     }
     if (!this.#slots.take()) {
-      return this.#error('capacity', `${this.#slots.running} labs are running on this machine, the most it allows; try again in a moment`);
+      return this.#error('capacity', capacityMessage(this.#slots.running));
     }
     const controller = new AbortController();
     this.#controller = controller;
     this.#lastTable = '';
+    this.#budgets.clear();
+    this.#pendingTable = null;
+    this.#noticeTimer = setInterval(() => this.#flushDropped(), 1000);
     this.#running = (async () => {
       try {
         const result = await runScenario(scenario, params, {
@@ -185,6 +269,9 @@ export class LabSession {
         const message = err instanceof Error ? err.message : String(err);
         this.#error(/limit of/.test(message) ? 'time-limit' : /namespace|unshare|lab/i.test(message) ? 'no-lab' : 'run-failed', message);
       } finally {
+        clearInterval(this.#noticeTimer!);
+        this.#noticeTimer = null;
+        this.#flushDropped();
         this.#slots.release();
         this.#ctx = null;
         this.#controller = null;
@@ -209,7 +296,10 @@ export class LabSession {
       server: lab.serverAddress,
       client: lab.clientAddress,
     });
-    ctx.on('timeline', (e) => this.#send({ type: 'event', event: e }));
+    ctx.on('timeline', (e) => {
+      // This run's events only: a context outlives its run by a moment (its last processes reaped).
+      if (this.#ctx === ctx) this.#event(e);
+    });
     ctx.on('wire', (s) => this.#send({ type: 'wire-status', available: s.available, note: s.note }));
     ctx.on('state', () => this.#sendState());
     ctx.on('sockets', (rows, t) => {
@@ -221,7 +311,8 @@ export class LabSession {
       if (sig !== this.#lastTable || (timers && now - this.#lastTableSent >= 1000)) {
         this.#lastTable = sig;
         this.#lastTableSent = now;
-        this.#send({ type: 'sockets', t, rows: msgs });
+        // A table dropped for a slow page waits (only the latest) for the next tick.
+        this.#pendingTable = this.#send({ type: 'sockets', t, rows: msgs }) ? null : { t, rows: msgs };
       }
     });
     this.#sendState();

@@ -2,27 +2,44 @@
  * The sidecar's front door: which requests may reach the lab at all.
  *
  * The sidecar starts processes on this machine, so:
- *   - it listens on loopback unless a trainer asks otherwise (see src/server/main.ts);
+ *   - it listens on loopback unless a trainer asks otherwise (see src/server/main.ts), and
+ *     then every request must carry the trainer's access token (src/server/access.ts);
  *   - every request must name a Host we serve: a page on evil.example whose name was
- *     re-pointed at 127.0.0.1 (DNS rebinding) sends Host: evil.example and is refused;
- *   - a WebSocket upgrade must come from one of our own origins: a page of another origin
- *     open in the same browser cannot drive the lab (browsers always send Origin on
- *     WebSocket requests). Clients that send no Origin at all are not browsers, and could
- *     run processes on this machine anyway.
+ *     re-pointed at our address (DNS rebinding) sends Host: evil.example and is refused;
+ *   - a WebSocket upgrade must come from the page's own origin (the Origin header names the
+ *     Host the request went to): a page of another origin open in the same browser cannot
+ *     drive the lab (browsers always send Origin on WebSocket requests). Clients that send
+ *     no Origin at all are not browsers; on loopback they could run processes on this
+ *     machine anyway, and in trainer mode they still need the token.
+ *
+ * Each connection is one `LabSession` with at most one lab. A session holds no name or id
+ * that another connection could address: what a connection sees and acts on is its own lab.
  */
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { WebSocketServer } from 'ws';
+import { WebSocketServer, type WebSocket } from 'ws';
 import { sweepOrphans } from '../lab/lab.ts';
+import { scenarios as builtInScenarios } from '../scenarios/index.ts';
+import type { Scenario } from '../scenarios/types.ts';
 import { MAX_MESSAGE_BYTES } from './protocol.ts';
 import { DEFAULT_LIMITS, LabSession, LabSlots, type SidecarLimits } from './session.ts';
 
 export const LAB_PATH = '/api/lab';
 
 export interface SidecarOptions {
-  /** host:port values we answer to, e.g. ['127.0.0.1:4321', 'localhost:4321']. */
-  allowedHosts: string[];
+  /** Host header values we answer to (e.g. ['127.0.0.1:4321', 'localhost:4321']), or a test for them. */
+  allowedHosts: string[] | ((host: string) => boolean);
+  /** Trainer mode: does this upgrade request carry the access token? Unset on loopback. */
+  authorized?: (req: IncomingMessage) => boolean;
   limits?: Partial<SidecarLimits>;
+  /** The scenarios pages may run (default: the course's own). */
+  scenarios?: readonly Scenario[];
+  /**
+   * Ping period, ms. A page whose connection died without a close (a laptop lid shut, Wi-Fi
+   * gone: this course's very subject) misses its pong and is dropped by the next ping, so
+   * its lab and its slot are freed within two periods instead of at the lab's time limit.
+   */
+  heartbeatMs?: number;
 }
 
 export function loopbackHosts(port: number): string[] {
@@ -31,31 +48,56 @@ export function loopbackHosts(port: number): string[] {
 
 export class Sidecar {
   readonly slots: LabSlots;
+  readonly scenarios: readonly Scenario[];
   readonly #wss: WebSocketServer;
-  readonly #allowedHosts: Set<string>;
+  readonly #hostAllowed: (host: string) => boolean;
+  readonly #authorized: (req: IncomingMessage) => boolean;
   readonly #sessions = new Set<LabSession>();
+  readonly #alive = new WeakSet<WebSocket>();
+  readonly #heartbeat: NodeJS.Timeout;
 
   constructor(options: SidecarOptions) {
-    this.#allowedHosts = new Set(options.allowedHosts.map((h) => h.toLowerCase()));
+    const hosts = options.allowedHosts;
+    if (typeof hosts === 'function') this.#hostAllowed = hosts;
+    else {
+      const set = new Set(hosts.map((h) => h.toLowerCase()));
+      this.#hostAllowed = (host) => set.has(host.toLowerCase());
+    }
+    this.#authorized = options.authorized ?? (() => true);
     this.slots = new LabSlots({ ...DEFAULT_LIMITS, ...options.limits });
+    this.scenarios = options.scenarios ?? builtInScenarios;
     this.#wss = new WebSocketServer({ noServer: true, maxPayload: MAX_MESSAGE_BYTES, perMessageDeflate: false });
+    this.#heartbeat = setInterval(() => this.#ping(), options.heartbeatMs ?? 15_000);
+    this.#heartbeat.unref();
     // Whatever labs a killed earlier server left behind, remove now.
     sweepOrphans();
   }
 
-  /** Is this request's Host one we serve? (Call for every HTTP request too.) */
-  hostAllowed(req: IncomingMessage): boolean {
-    const host = (req.headers.host ?? '').toLowerCase();
-    return this.#allowedHosts.has(host);
+  #ping(): void {
+    for (const ws of this.#wss.clients) {
+      if (!this.#alive.has(ws)) {
+        ws.terminate();
+        continue;
+      }
+      this.#alive.delete(ws);
+      ws.ping();
+    }
   }
 
-  /** Is this WebSocket's Origin our own? */
+  /** Is this request's Host one we serve? (Call for every HTTP request too.) */
+  hostAllowed(req: IncomingMessage): boolean {
+    const host = req.headers.host;
+    return host !== undefined && this.#hostAllowed(host);
+  }
+
+  /** Is this WebSocket's Origin the page's own (the host this request was sent to)? */
   originAllowed(req: IncomingMessage): boolean {
     const origin = req.headers.origin;
     if (origin === undefined) return true;
     try {
       const u = new URL(origin);
-      return (u.protocol === 'http:' || u.protocol === 'https:') && this.#allowedHosts.has(u.host.toLowerCase());
+      const host = (req.headers.host ?? '').toLowerCase();
+      return (u.protocol === 'http:' || u.protocol === 'https:') && u.host.toLowerCase() === new URL(`${u.protocol}//${host}`).host && this.#hostAllowed(host);
     } catch {
       return false;
     }
@@ -72,12 +114,18 @@ export class Sidecar {
       refuse(403, 'Forbidden: unknown Host');
       return true;
     }
+    if (!this.#authorized(req)) {
+      refuse(401, 'Unauthorized: open the join link (with its token) in this browser first');
+      return true;
+    }
     if (!this.originAllowed(req)) {
       refuse(403, 'Forbidden: cross-origin WebSocket');
       return true;
     }
     this.#wss.handleUpgrade(req, socket, head, (ws) => {
-      const session = new LabSession(ws, this.slots);
+      this.#alive.add(ws);
+      ws.on('pong', () => this.#alive.add(ws));
+      const session = new LabSession(ws, this.slots, this.scenarios);
       this.#sessions.add(session);
       ws.on('close', () => this.#sessions.delete(session));
     });
@@ -90,6 +138,7 @@ export class Sidecar {
 
   /** Stops every lab and closes every connection. */
   async close(): Promise<void> {
+    clearInterval(this.#heartbeat);
     const sessions = [...this.#sessions];
     for (const client of this.#wss.clients) client.close(1001, 'server shutting down');
     await Promise.all(sessions.map((s) => s.stop('server shutting down')));
