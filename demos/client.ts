@@ -178,6 +178,7 @@ function connect(index: number): void {
     // The default maximum (65535) is the largest length 2 bytes can say, so push() cannot
     // reject a frame here.
     for (const frame of decoder.push(chunk)) {
+      // #region heartbeat-reply
       if (isHeartbeat(frame)) {
         // The server's ping. Answer it from the application, at once: the answer proves that
         // this program runs, not just that its kernel does (which is all keepalive can tell).
@@ -186,6 +187,7 @@ function connect(index: number): void {
         log('pong', { conn: index });
         continue;
       }
+      // #endregion heartbeat-reply
       received++;
       const at = sentAt.shift();
       log('recv', { conn: index, bytes: frame.length, text: preview(frame), rtt: at === undefined ? undefined : `${Date.now() - at}ms` });
