@@ -12,8 +12,10 @@
  * plays /recordings/<scenario>.json (a real run, `npm run lab -- record <scenario>`) with
  * its real timing, and says prominently that it is a recording.
  */
+import { connectLab, fetchRecording, modeText, type LabConnection, type RecordingStatus } from './connection.ts';
 import { fillClaim, formatDate, labText, packetText, seconds, terminalLine } from './format.ts';
-import { checkParam, describeRange, stepFor } from './params.ts';
+import { checkParam, stepFor } from './params.ts';
+import { RunPicture } from './picture.ts';
 import { Replayer, SocketTableModel } from './replay.ts';
 import { SocketTableView, type TableRow } from './sockets.ts';
 import { isDark, loadXterm, TermPane } from './terminal.ts';
@@ -21,9 +23,8 @@ import type { Action, HelloMessage, LabState, Recording, RunResult, ScenarioInfo
 
 type Mode = 'connecting' | 'live' | 'replay' | 'none' | 'disconnected';
 
-/** How long to wait for the sidecar's hello before deciding there is none. */
-const HELLO_TIMEOUT_MS = 5000;
-const MAX_LIST_ITEMS = 400;
+/** The log and wire lists keep this many items (the oldest go): a chatty run cannot grow the page without end. */
+export const MAX_LIST_ITEMS = 400;
 const LIVE_HOWTO = 'To run it live: on Linux, get the course and run npm start (see the README).';
 
 const ACTION_BUTTONS: Array<[Action, string]> = [
@@ -80,7 +81,7 @@ export class LabController {
   #info: ScenarioInfo | null;
   #mode: Mode = 'connecting';
   #hello: HelloMessage | null = null;
-  #ws: WebSocket | null = null;
+  #ws: LabConnection | null = null;
   #connecting: Promise<void> | null = null;
   #state: LabState | null = null;
   #starting = false;
@@ -90,11 +91,12 @@ export class LabController {
   #runStartedAt = 0;
   #clock = 0;
   #recording: Recording | null = null;
-  #recordingStatus: 'unknown' | 'present' | 'absent' | 'invalid' = 'unknown';
+  #recordingStatus: 'unknown' | RecordingStatus = 'unknown';
   #replayer: Replayer | null = null;
   readonly #model = new SocketTableModel();
   readonly #terms: { server: TermPane; client: TermPane };
   readonly #table: SocketTableView;
+  readonly #picture: RunPicture;
   readonly #buttons = new Map<string, HTMLButtonElement>();
   readonly #inputs = new Map<string, HTMLInputElement>();
   readonly #q: <T extends HTMLElement = HTMLElement>(name: string) => T;
@@ -115,6 +117,7 @@ export class LabController {
     };
     this.#terms = { server: new TermPane(this.#q('server-term')), client: new TermPane(this.#q('client-term')) };
     this.#table = new SocketTableView(this.#q<HTMLTableSectionElement>('sockets'), this.#q('sockets-note'));
+    this.#picture = new RunPicture(this.#q('picture'), this.scenarioId);
     for (const b of root.querySelectorAll<HTMLButtonElement>('button[data-action]')) this.#buttons.set(b.dataset.action!, b);
     this.#renderParams();
     this.#bind();
@@ -159,7 +162,7 @@ export class LabController {
     // Leaving the page ends the lab: the sidecar tears it down when the socket closes.
     window.addEventListener('pagehide', () => {
       this.#replayer?.stop(false);
-      this.#ws?.close(1000, 'page closed');
+      this.#ws?.close('page closed');
     });
   }
 
@@ -258,55 +261,29 @@ export class LabController {
   /** Opens the sidecar connection (once); resolves when the mode is known. */
   connect(): Promise<void> {
     if (this.#mode === 'live' || this.#mode === 'replay') return Promise.resolve();
-    this.#connecting ??= new Promise<void>((resolve) => {
+    this.#connecting ??= (async () => {
       this.#mode = 'connecting';
       this.#setBanner('connecting', 'Looking for a lab server…', '');
       this.#updateControls();
-      let settled = false;
-      let timer = 0;
-      const settle = (fn: () => Promise<void> | void) => {
-        if (settled) return;
-        settled = true;
-        clearTimeout(timer);
-        void Promise.resolve(fn()).finally(() => {
-          this.#connecting = null;
-          resolve();
-        });
-      };
-      let ws: WebSocket;
+      let connection: LabConnection | null = null;
+      const outcome = await connectLab({
+        message: (msg) => this.#onMessage(msg),
+        invalid: () => this.#alert('The lab server sent something that is not JSON.'),
+        close: (ev) => {
+          if (this.#ws === connection) this.#ws = null;
+          if (this.#mode === 'live') this.#onDisconnect(ev);
+        },
+      });
       try {
-        const url = new URL('/api/lab', location.href);
-        url.protocol = location.protocol === 'https:' ? 'wss:' : 'ws:';
-        ws = new WebSocket(url);
-      } catch {
-        settle(() => this.#fallBack('no lab server reachable'));
-        return;
+        if (outcome.ok) {
+          connection = outcome.connection;
+          this.#ws = connection;
+          await this.#onHello(outcome.hello);
+        } else await this.#fallBack(outcome.reason);
+      } finally {
+        this.#connecting = null;
       }
-      this.#ws = ws;
-      timer = window.setTimeout(() => {
-        ws.close();
-        settle(() => this.#fallBack('no lab server reachable (no answer from /api/lab)'));
-      }, HELLO_TIMEOUT_MS);
-      ws.addEventListener('message', (ev) => {
-        let msg: ServerMessage;
-        try {
-          msg = JSON.parse(String(ev.data)) as ServerMessage;
-        } catch {
-          this.#alert('The lab server sent something that is not JSON.');
-          return;
-        }
-        if (msg.type === 'hello' && !settled) settle(() => this.#onHello(msg as HelloMessage));
-        else this.#onMessage(msg);
-      });
-      ws.addEventListener('close', (ev) => {
-        if (this.#ws === ws) this.#ws = null;
-        if (!settled) {
-          settle(() => this.#fallBack('no lab server reachable'));
-          return;
-        }
-        if (this.#mode === 'live') this.#onDisconnect(ev);
-      });
-    });
+    })();
     return this.#connecting;
   }
 
@@ -314,11 +291,11 @@ export class LabController {
     this.#hello = hello;
     const known = hello.scenarios.find((s) => s.id === this.scenarioId);
     if (hello.live && !known) {
-      this.#ws?.close(1000, 'unknown scenario');
+      this.#ws?.close('unknown scenario');
       return this.#fallBack(`the lab server does not know the scenario '${this.scenarioId}'`);
     }
     if (!hello.live) {
-      this.#ws?.close(1000, 'no live lab');
+      this.#ws?.close('no live lab');
       return this.#fallBack(hello.reason ?? 'no live lab can run on this machine');
     }
     if (known && JSON.stringify(known.params) !== JSON.stringify(this.#info?.params)) {
@@ -328,7 +305,7 @@ export class LabController {
     this.#mode = 'live';
     this.#setBanner(
       'live',
-      `Live lab on this machine: Linux ${hello.kernel}${hello.mode ? ` (${hello.mode === 'root' ? 'as root' : hello.mode === 'userns' ? 'in a user namespace' : hello.mode})` : ''}`,
+      `Live lab on this machine: Linux ${hello.kernel}${hello.mode ? ` (${modeText(hello.mode)})` : ''}`,
       `Real processes and a real network in two namespaces. A run may last up to ${hello.limits.maxSeconds} s.${hello.tcpdump ? '' : ' tcpdump is not installed: no packets are shown.'}`,
     );
     this.#table.setEmptyText('No sockets yet: press Run.');
@@ -392,32 +369,17 @@ export class LabController {
 
   async #loadRecording(): Promise<Recording | null> {
     if (this.#recordingStatus !== 'unknown') return this.#recording;
-    try {
-      const res = await fetch(`${this.#base}recordings/${encodeURIComponent(this.scenarioId)}.json`, { cache: 'no-cache' });
-      if (!res.ok) {
-        this.#recordingStatus = 'absent';
-        return null;
-      }
-      const data = (await res.json()) as Partial<Recording>;
-      if (!Array.isArray(data.timeline) || !Array.isArray(data.checks) || typeof data.claim !== 'string') {
-        this.#recordingStatus = 'invalid';
-        return null;
-      }
-      this.#recording = data as Recording;
-      this.#recordingStatus = 'present';
-      return this.#recording;
-    } catch {
-      this.#recordingStatus = 'absent';
-      return null;
-    }
+    const { status, recording } = await fetchRecording(this.#base, this.scenarioId);
+    this.#recordingStatus = status;
+    this.#recording = recording;
+    return recording;
   }
 
-  #send(msg: unknown): boolean {
-    if (!this.#ws || this.#ws.readyState !== WebSocket.OPEN) {
+  #send(msg: Parameters<LabConnection['send']>[0]): boolean {
+    if (!this.#ws?.send(msg)) {
       this.#alert('Not connected to the lab server.');
       return false;
     }
-    this.#ws.send(JSON.stringify(msg));
     return true;
   }
 
@@ -508,10 +470,11 @@ export class LabController {
         return;
       case 'started':
         this.#startClock();
+        this.#picture.theory = msg.theory;
         this.#renderClaim(msg.claim);
         this.#setBanner(
           'live',
-          `Live run: Linux ${msg.kernel} (${msg.mode === 'root' ? 'as root' : msg.mode === 'userns' ? 'in a user namespace' : msg.mode})`,
+          `Live run: Linux ${msg.kernel} (${modeText(msg.mode)})`,
           `Server ${msg.server}, client ${msg.client}; parameters ${Object.entries(msg.params)
             .map(([k, v]) => `${k} = ${v}`)
             .join(', ') || 'none'}.`,
@@ -550,9 +513,11 @@ export class LabController {
         return;
       }
       case 'result':
+        this.#picture.finish();
         this.#renderResult(msg.result, null);
         return;
       case 'stopped':
+        this.#picture.finish();
         this.#starting = false;
         this.#stopping = false;
         this.#stopClock();
@@ -573,8 +538,9 @@ export class LabController {
     }
   }
 
-  /** Sends a timeline event (live or replayed) to its pane. */
+  /** Sends a timeline event (live or replayed) to its pane, and to the picture. */
   #route(e: TimelineEvent, replay: boolean): void {
+    this.#picture.add(e);
     switch (e.source) {
       case 'server':
         this.#terms.server.writeln(terminalLine(e, 'server'));
@@ -604,10 +570,15 @@ export class LabController {
     this.#resetPanes();
     this.#model.clear();
     this.#renderClaim(rec.claim);
+    this.#picture.reset({ theory: rec.theory, now: () => (this.#replayer?.running ? (performance.now() - this.#replayer.startedAt) / 1000 : 0) });
     this.#replayer = new Replayer(rec.timeline, {
       event: (e) => this.#route(e, true),
-      progress: (t, total) => this.#setProgress(`Replaying the recording: ${t.toFixed(1)} s of ${total.toFixed(1)} s`),
+      progress: (t, total) => {
+        this.#setProgress(`Replaying the recording: ${t.toFixed(1)} s of ${total.toFixed(1)} s`);
+        this.#picture.tick();
+      },
       end: (completed) => {
+        this.#picture.finish();
         this.#table.freeze();
         if (completed) {
           this.#setProgress(`Replay finished (${this.#replayer!.total.toFixed(1)} s, as recorded).`);
@@ -629,6 +600,7 @@ export class LabController {
     this.#table.clear();
     this.#q('log').replaceChildren();
     this.#q('wire').replaceChildren();
+    this.#picture.reset({ now: () => (this.#clock ? (performance.now() - this.#runStartedAt) / 1000 : 0) });
     this.#wireSeen = false;
     this.#verdict = null;
     this.#wireNote('');
@@ -686,7 +658,10 @@ export class LabController {
   #startClock(): void {
     this.#runStartedAt = performance.now();
     clearInterval(this.#clock);
-    const tick = () => this.#setProgress(`Running: ${((performance.now() - this.#runStartedAt) / 1000).toFixed(0)} s`);
+    const tick = () => {
+      this.#setProgress(`Running: ${((performance.now() - this.#runStartedAt) / 1000).toFixed(0)} s`);
+      this.#picture.tick();
+    };
     tick();
     this.#clock = window.setInterval(tick, 1000);
   }
@@ -770,7 +745,7 @@ export class LabController {
     box.dataset.held = String(held);
     box.hidden = false;
     this.#verdict = verdict;
-    this.#setProgress(`${verdict}. The result is below the packets.`);
+    this.#setProgress(`${verdict}. The result is below the picture of the run.`);
   }
 }
 
