@@ -13,7 +13,7 @@
  * its real timing, and says prominently that it is a recording.
  */
 import { connectLab, fetchRecording, modeText, type LabConnection, type RecordingStatus } from './connection.ts';
-import { fillClaim, formatDate, labText, packetText, seconds, terminalLine } from './format.ts';
+import { fillClaim, formatDate, labText, packetText, seconds, str, terminalLine } from './format.ts';
 import { checkParam, stepFor } from './params.ts';
 import { RunPicture } from './picture.ts';
 import { Replayer, SocketTableModel } from './replay.ts';
@@ -552,10 +552,11 @@ export class LabController {
         this.#logLine(e);
         return;
       case 'wire':
-        if (e.event === 'packet') this.#wireLine(e);
+        if (e.event === 'packet' || e.event === 'dropped') this.#wireLine(e);
         else if (e.event === 'unavailable') this.#wireNote(String(e.note ?? 'No packet capture in this lab.'));
         return;
       case 'kernel':
+        if (e.event === 'dropped') return; // the next whole table makes up for what was dropped
         // Live, the table comes whole in `sockets` messages; a recording has only the changes.
         if (replay && this.#replayer && this.#model.apply(e, this.#replayer.startedAt)) this.#table.update(this.#model.list());
         return;
@@ -695,6 +696,10 @@ export class LabController {
   }
 
   #wireLine(e: TimelineEvent): void {
+    if (e.event === 'dropped') {
+      this.#append(this.#q('wire'), el('li', { class: 'lab-pkt lab-pkt-dropped' }, el('span', { class: 'lab-t', text: seconds(e.t) }), ' ', str(e.line)));
+      return;
+    }
     if (!this.#wireSeen) {
       this.#wireSeen = true;
       this.#wireNote('');

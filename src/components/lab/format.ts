@@ -102,7 +102,7 @@ export function packetText(e: TimelineEvent): string {
   return parts.join(' ');
 }
 
-const str = (v: unknown): string => (v === null || v === undefined ? '' : String(v));
+export const str = (v: unknown): string => (v === null || v === undefined ? '' : String(v));
 
 /** One line of narration for a lab event (a step, a fault, the lab being ready). */
 export function labText(e: TimelineEvent): string {
@@ -127,6 +127,8 @@ export function labText(e: TimelineEvent): string {
       return `Thawed ${str(e.process)} (SIGCONT).`;
     case 'send-frame':
       return `Sent a frame from the client: "${str(e.text)}".`;
+    case 'dropped':
+      return `${str(e.line)} (more output than a page can show; the lab server keeps a bounded rate)`;
     default: {
       const fields = Object.entries(e)
         .filter(([k]) => !['t', 'source', 'event'].includes(k))
