@@ -66,10 +66,13 @@ export function isHeartbeat(frame: Uint8Array): boolean {
  * The article's C server read into a fixed buffer at `buf + offset` without checking that
  * the declared length fitted: a client could make it write past the end. Here:
  *   - a length is checked against maxFrameBytes before any memory is set aside for it;
+ *   - memory follows the bytes that arrived, not the length announced: a peer that sends
+ *     a header announcing 65535 bytes, then nothing, costs a few bytes, not 64 KiB
+ *     (thousands of such peers would otherwise pin gigabytes for a few kilobytes sent);
  *   - only the one incomplete frame is kept, so at most 2 + maxFrameBytes bytes are held
  *     per connection, whatever the peer sends;
- *   - each byte is copied once, so a peer trickling a large frame one byte at a time costs
- *     time in proportion to what it sends, not to what is already buffered;
+ *   - the buffer doubles as it fills, so a peer trickling a large frame one byte at a time
+ *     costs time in proportion to what it sends, not to what is already buffered;
  *   - nothing is read beyond the chunk given.
  */
 export class FrameDecoder {
@@ -77,8 +80,10 @@ export class FrameDecoder {
   // The 2-byte length. It can itself arrive split across two chunks.
   readonly #header = Buffer.alloc(HEADER_BYTES);
   #headerFilled = 0;
-  // The payload being assembled: allocated once its length is known and checked.
-  #payload: Buffer | null = null;
+  // The payload being assembled, once its length is known and checked. The buffer starts
+  // empty and grows as bytes arrive, up to exactly that length.
+  #payloadLength: number | null = null;
+  #payload = Buffer.alloc(0);
   #payloadFilled = 0;
   // After a bad length we no longer know where the next frame starts: the stream cannot be
   // trusted again, so every later push() fails the same way.
@@ -109,7 +114,7 @@ export class FrameDecoder {
     const frames: Buffer[] = [];
     let offset = 0;
     for (;;) {
-      if (this.#payload === null) {
+      if (this.#payloadLength === null) {
         // Waiting for (the rest of) a header.
         const take = Math.min(HEADER_BYTES - this.#headerFilled, chunk.length - offset);
         this.#header.set(chunk.subarray(offset, offset + take), this.#headerFilled);
@@ -122,24 +127,34 @@ export class FrameDecoder {
           this.#failure = new FrameTooLargeError(length, this.maxFrameBytes);
           throw this.#failure;
         }
-        // Zero-filled, so no stale memory could ever be handed on by mistake.
-        this.#payload = Buffer.alloc(length);
-        this.#payloadFilled = 0;
+        this.#payloadLength = length;
       }
 
-      const take = Math.min(this.#payload.length - this.#payloadFilled, chunk.length - offset);
+      const take = Math.min(this.#payloadLength - this.#payloadFilled, chunk.length - offset);
+      this.#reserve(this.#payloadFilled + take, this.#payloadLength);
       this.#payload.set(chunk.subarray(offset, offset + take), this.#payloadFilled);
       this.#payloadFilled += take;
       offset += take;
-      if (this.#payloadFilled < this.#payload.length) break; // the rest comes in a later chunk
+      if (this.#payloadFilled < this.#payloadLength) break; // the rest comes in a later chunk
 
-      // A whole frame (possibly a zero-length heartbeat). Start over with the next header.
+      // A whole frame (possibly a zero-length heartbeat): the buffer is exactly its size.
+      // Start over with the next header.
       frames.push(this.#payload);
-      this.#payload = null;
+      this.#payloadLength = null;
+      this.#payload = Buffer.alloc(0);
       this.#payloadFilled = 0;
       this.#headerFilled = 0;
     }
     return frames;
+  }
+
+  /** Makes room for `needed` payload bytes: at least double, never beyond the frame's length. */
+  #reserve(needed: number, frameLength: number): void {
+    if (needed <= this.#payload.length) return;
+    // Zero-filled, so no stale memory could ever be handed on by mistake.
+    const grown = Buffer.alloc(Math.min(frameLength, Math.max(needed, this.#payload.length * 2)));
+    grown.set(this.#payload.subarray(0, this.#payloadFilled));
+    this.#payload = grown;
   }
 }
 // #endregion decoder
