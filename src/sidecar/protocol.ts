@@ -117,11 +117,18 @@ export type ErrorCode = 'bad-message' | 'unknown-scenario' | 'bad-params' | 'bus
 export function parseClientMessage(raw: string): { ok: true; message: ClientMessage } | { ok: false; error: string } {
   if (raw.length > MAX_MESSAGE_BYTES) return { ok: false, error: `message too large (${raw.length} bytes; at most ${MAX_MESSAGE_BYTES})` };
   let data: unknown;
+  let protoKey = false;
   try {
-    data = JSON.parse(raw);
+    // JSON.parse keeps "__proto__" as an ordinary key, which zod's records then drop without
+    // a word: refuse it instead, so that {"params": {"__proto__": 5}} is an error, not defaults.
+    data = JSON.parse(raw, (key, value: unknown) => {
+      if (key === '__proto__') protoKey = true;
+      return value;
+    });
   } catch {
     return { ok: false, error: 'message is not JSON' };
   }
+  if (protoKey) return { ok: false, error: "invalid message: '__proto__' is not allowed as a key" };
   const r = ClientMessage.safeParse(data);
   if (!r.success) {
     const issue = r.error.issues[0]!;
