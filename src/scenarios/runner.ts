@@ -74,7 +74,14 @@ export class Demo {
     }
     return ctx.race<LogEntry | null>(
       new Promise((resolve) => {
-        const w = { test: match, resolve };
+        // Settling clears the timer: a pending one would keep a finished run (and the CLI) alive.
+        const w = {
+          test: match,
+          resolve: (e: LogEntry | null) => {
+            clearTimeout(timer);
+            resolve(e);
+          },
+        };
         this.#waiters.add(w);
         const timer = setTimeout(() => {
           this.#waiters.delete(w);
@@ -231,6 +238,8 @@ export class RunContext extends EventEmitter<{
   /** Starts a client in the client host; resolves once every connection is up. */
   async startClient(args: string[], options: { name?: string; port?: number; connections?: number } = {}): Promise<Demo> {
     const port = options.port ?? SERVER_PORT;
+    // Every packet of a run comes after a client starts: the wire view must miss none.
+    await this.race(this.wire.ready);
     const proc = this.lab.spawnNode('client', options.name ?? 'client', CLIENT_SCRIPT, ['--host', this.lab.serverAddress, '--port', String(port), '--stdin', ...args], {
       stdin: true,
     });
@@ -307,9 +316,11 @@ export async function runScenario(
     ctx = new RunContext(lab, cap.tcpdump, controller.signal, options.pollMs ?? 250);
     options.onContext?.(ctx);
     ctx.record({ t: 0, source: 'lab', event: 'ready', mode: lab.mode, kernel: lab.kernel, server: lab.serverAddress, client: lab.clientAddress });
-    await ctx.race(ctx.wire.ready);
-    // One look at the kernel before anything starts, so changes are measured from a baseline.
-    await ctx.snapshot();
+    // No waiting for the observers here: the scenario's server starts while tcpdump and the
+    // socket table start (that is most of what a learner waits for after Run). A new lab's
+    // namespace has no sockets, so the table's first snapshot is measured from an empty
+    // baseline whenever it comes; the capture only has to be ready before the first packet,
+    // which startClient() waits for.
     const observations = await scenario.run(ctx, params);
     const checks = scenario.check(observations, params, theory);
     return {
