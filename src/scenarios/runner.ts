@@ -310,7 +310,15 @@ export async function runScenario(
   const maxSeconds = options.maxSeconds ?? Math.max(60, scenario.expectedDuration(params) * 2 + 30);
   const cap_timer = setTimeout(() => controller.abort(), maxSeconds * 1000);
   const started = Date.now();
-  const lab = await Lab.create({ sysctls: scenario.sysctls?.(params) });
+  let lab: Lab;
+  try {
+    lab = await Lab.create({ sysctls: scenario.sysctls?.(params) });
+  } catch (err) {
+    // No lab, nothing to tear down; but the limit's timer would keep the process alive.
+    clearTimeout(cap_timer);
+    options.signal?.removeEventListener('abort', onAbort);
+    throw err;
+  }
   let ctx: RunContext | null = null;
   try {
     ctx = new RunContext(lab, cap.tcpdump, controller.signal, options.pollMs ?? 250);
