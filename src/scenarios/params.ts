@@ -32,7 +32,9 @@ export function describeRange(spec: ParamSpec): string {
 function parseValue(name: string, spec: ParamSpec, raw: unknown): number {
   let value: number;
   if (typeof raw === 'number') value = raw;
-  else if (typeof raw === 'string' && raw.trim() !== '' && /^[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?$/i.test(raw.trim())) value = Number(raw);
+  // Plain decimals only, as the demos take them: "1e3", "+5", " 7" or "0x1f" are typos to
+  // report, not values to guess at (1e3 would quietly start a 17-minute run).
+  else if (typeof raw === 'string' && /^-?\d+(\.\d+)?$/.test(raw)) value = Number(raw);
   else {
     const shown = typeof raw === 'string' ? JSON.stringify(raw) : raw === undefined ? 'nothing' : JSON.stringify(raw);
     throw new ParamError(`--${flagName(name)} must be ${describeRange(spec)}; got ${shown}`);

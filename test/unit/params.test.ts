@@ -21,6 +21,10 @@ describe('scenario parameters', () => {
     expect(() => resolveParams(specs, { interval: 'Infinity' })).toThrow(ParamError);
     expect(() => resolveParams(specs, { interval: '0x10' })).toThrow(ParamError);
     expect(() => resolveParams(specs, { interval: true })).toThrow(ParamError);
+    // Spellings Number() would take but a person rarely means: typos, reported as such.
+    for (const typo of ['1e3', '+5', ' 7', '7 ', '.5', '5.', '']) {
+      expect(() => resolveParams(specs, { interval: typo }), JSON.stringify(typo)).toThrow(/--interval must be a number from 0.2 to 60/);
+    }
   });
 
   it('rejects unknown parameters, listing the known ones', () => {
