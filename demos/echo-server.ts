@@ -48,8 +48,8 @@ and logs one line per event: <ISO time> <event> key=value ...
   --heartbeat-interval <s>       send a heartbeat every this many seconds, 0.1 to 3600,
                                  decimals allowed (default 1)
   --heartbeat-misses <n>         close after interval × misses without a frame from the
-                                 peer, 1 to 100 (default 3; 1 leaves no time for the
-                                 round trip of the answer: use 2 or more)
+                                 peer, 2 to 100 (default 3; 1 would leave no time for
+                                 the round trip of the answer to the last ping)
 
   --user-timeout <ms>            TCP_USER_TIMEOUT (Linux): fail the connection with ETIMEDOUT
                                  when sent data stays unacknowledged this long,
@@ -118,7 +118,7 @@ function readConfig(argv: string[]): Config | 'help' {
     },
     heartbeat: {
       intervalMs: Math.round((numberFlag('heartbeat-interval', flags['heartbeat-interval'], { min: 0.1, max: 3600 }) ?? 1) * 1000),
-      misses: numberFlag('heartbeat-misses', flags['heartbeat-misses'], { min: 1, max: 100, integer: true }) ?? 3,
+      misses: numberFlag('heartbeat-misses', flags['heartbeat-misses'], { min: 2, max: 100, integer: true }) ?? 3,
     },
     userTimeoutMs: numberFlag('user-timeout', flags['user-timeout'], { min: 1, max: 2147483647, integer: true }),
     maxFrame: numberFlag('max-frame', flags['max-frame'], { min: 0, max: MAX_FRAME_BYTES, integer: true }) ?? MAX_FRAME_BYTES,
@@ -314,11 +314,14 @@ function serve(socket: net.Socket): void {
       return;
     }
     // write() hands the bytes to the kernel's send buffer (or, when that is full, keeps
-    // them in Node) and returns. It says nothing about the peer: it succeeds just the same
-    // when the peer vanished minutes ago (experiment c), and the kernel then retransmits
-    // for up to ~15 minutes. Its return value only tells whether Node had to keep the bytes.
-    const handedToKernel = socket.write(encodeFrame(frame));
-    log('echo', { peer, bytes: frame.length, write: 'ok', buffered: !handedToKernel });
+    // them in Node until it has room). Its callback runs once the kernel has taken them:
+    // with no error even when the peer vanished minutes ago (experiment c), because the
+    // kernel then retransmits for up to ~15 minutes. Success means "in the send buffer",
+    // never "delivered". The return value only tells whether Node had to keep the bytes.
+    const handedToKernel = socket.write(encodeFrame(frame), (err?: Error | null) => {
+      const code = err ? ((err as NodeJS.ErrnoException).code ?? err.message) : 'ok';
+      log('echo', { peer, bytes: frame.length, write: code, buffered: !handedToKernel });
+    });
     if (socket.writableLength > MAX_UNSENT_BYTES) {
       log('drop', { peer, reason: 'not-reading', unsentBytes: socket.writableLength });
       stopTimers();

@@ -16,7 +16,7 @@ export default defineScenario({
   claim: 'With a ping every {interval} s and {misses} missed replies allowed, the server closes the dead connection within 0.5 s of interval × misses after the last reply.',
   params: {
     interval: { type: 'number', default: 1, min: 0.2, max: 60, unit: 'seconds', description: 'How often the server sends a heartbeat.' },
-    misses: { type: 'integer', default: 3, min: 1, max: 20, description: 'Missed replies before the server gives up.' },
+    misses: { type: 'integer', default: 3, min: 2, max: 20, description: 'Missed replies before the server gives up.' },
   },
   theory: (p) => ({
     summary: `${p.misses} × ${p.interval} s = ${+(p.interval * p.misses).toFixed(3)} s of silence after the last reply.`,

@@ -351,7 +351,7 @@ describe('command lines', () => {
     ['echo-server', ['--mode', 'magic'], /--mode must be one of none, keepalive, heartbeat; got "magic"/],
     ['echo-server', ['--mode', 'keepalive', '--keepalive-count', '128'], /--keepalive-count must be a whole number from 1 to 127/],
     ['echo-server', ['--mode', 'heartbeat', '--heartbeat-interval', '0.05'], /--heartbeat-interval must be a number from 0.1 to 3600/],
-    ['echo-server', ['--mode', 'heartbeat', '--heartbeat-misses', '0'], /--heartbeat-misses must be a whole number from 1 to 100/],
+    ['echo-server', ['--mode', 'heartbeat', '--heartbeat-misses', '1'], /--heartbeat-misses must be a whole number from 2 to 100/],
     ['echo-server', ['--keepalive-idle', '5'], /--keepalive-idle needs --mode keepalive/],
     ['echo-server', ['--user-timeout', '0'], /--user-timeout must be a whole number from 1 to 2147483647/],
     ['echo-server', ['--max-frame', '65536'], /--max-frame must be a whole number from 0 to 65535/],
