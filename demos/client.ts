@@ -222,12 +222,20 @@ for (let i = 1; i <= config.connections; i++) connect(i);
 if (config.stdin) {
   // Each line typed (or sent by the lab's "send a frame" button) goes out as a frame.
   createInterface({ input: process.stdin }).on('line', (line) => {
-    const body = Buffer.from(line, 'utf8').subarray(0, MAX_FRAME_BYTES);
+    const body = truncateUtf8(Buffer.from(line, 'utf8'), MAX_FRAME_BYTES);
     if (body.length === 0) return; // an empty frame would be a heartbeat
     for (const connection of open) {
       if (connection.socket.writable) connection.send(body);
     }
   });
+}
+
+/** At most `max` bytes, never ending in the middle of a UTF-8 character. */
+function truncateUtf8(bytes: Buffer, max: number): Buffer {
+  if (bytes.length <= max) return bytes;
+  let end = max;
+  while (end > 0 && (bytes[end]! & 0xc0) === 0x80) end--; // a continuation byte: back up
+  return bytes.subarray(0, end);
 }
 
 // #region signals
