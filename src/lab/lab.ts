@@ -275,6 +275,11 @@ export class Lab extends EventEmitter<LabEvents> {
   #torndown: Promise<void> | null = null;
   #nextClientHost = 11;
   #cutMethod: 'nft' | 'link' = 'link';
+
+  /** How cut() cuts: 'nft' drops the client's packets (the server's still show on the wire); 'link' sets its link down. */
+  get cutMethod(): 'nft' | 'link' {
+    return this.#cutMethod;
+  }
   #clientMac = '';
 
   private constructor(id: string, mode: LabMode, kernel: string, holders: Record<HostName, LabProcess>, env: Record<string, string>) {
@@ -429,7 +434,10 @@ ${sysctls}`,
    */
   spawnNode(host: HostName, name: string, script: string, args: string[], options: { fdLimit?: number; stdin?: boolean; traceAccept?: boolean } = {}): LabProcess {
     const argv = [process.execPath, script, ...args];
-    if (options.traceAccept) argv.unshift('strace', '-f', '-qq', '--seccomp-bpf', '-e', 'trace=accept,accept4', '-e', 'status=failed', '--');
+    // strace runs the program as its own child, which does not inherit the death signal
+    // that setpriv gave strace, and strace before 6.6 has no --kill-on-exit: without a
+    // setpriv of its own the program would outlive a killed lab (and keep its namespace).
+    if (options.traceAccept) argv.unshift('strace', '-f', '-qq', '--seccomp-bpf', '-e', 'trace=accept,accept4', '-e', 'status=failed', '--', 'setpriv', '--pdeathsig', 'KILL', '--');
     if (options.fdLimit !== undefined) argv.unshift('prlimit', `--nofile=${options.fdLimit}:${options.fdLimit}`, '--');
     return this.spawn(host, name, argv[0]!, argv.slice(1), options);
   }

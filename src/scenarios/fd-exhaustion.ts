@@ -42,7 +42,11 @@ export default defineScenario({
       const client = await ctx.startClient(['--connections', String(p.perRound), '--count', '1'], { name: `client-${rounds + 1}`, connections: p.perRound });
       // Every connection got its echo, or one was closed unserved (accept failed).
       const outcome = await client.waitFor(['recv', 'close'], (e) => e.event === 'close' || client.entries('recv').length >= p.perRound, ctx, 10_000, 0);
-      if (outcome?.event === 'close' && !failure) failure = { code: 'unknown', time: outcome.time };
+      if (outcome?.event === 'close' && !failure && cap.strace) {
+        // A connection closed unserved: strace's line about it may still be on its way.
+        for (let i = 0; i < 20 && !failure; i++) await ctx.sleep(0.05);
+      }
+      if (outcome?.event === 'close' && !failure) failure = { code: cap.strace ? 'unknown' : 'not seen (no strace)', time: outcome.time };
       if (failure) {
         const { rows } = await ctx.snapshot();
         halfOpen = ctx.serverConnections(rows).filter((r) => r.state === 'ESTAB' && r.peer.address !== ctx.lab.clientAddress).length;
@@ -74,7 +78,13 @@ export default defineScenario({
   check(o, p): Check[] {
     return [
       is('the server runs with the descriptor limit', o.fdLimit, p.fdLimit),
-      is('accept() fails with EMFILE', o.acceptError, 'EMFILE'),
+      o.acceptErrorSeenBy === 'strace'
+        ? is('accept() fails with EMFILE', o.acceptError, 'EMFILE')
+        : {
+            name: 'accept() fails with EMFILE',
+            held: false,
+            detail: 'strace is not installed, so the failing accept() cannot be seen (Node never reports it); install strace and run again',
+          },
       { name: 'half-open connections fill the table', held: typeof o.halfOpenAtFailure === 'number' && o.halfOpenAtFailure > p.fdLimit / 3, detail: `${o.halfOpenAtFailure} half-open connections at the failure, limit ${p.fdLimit}` },
       is('a new client is not served', o.newClientServed, false),
       is('the server process itself is still running', o.serverStillRunning, true),
