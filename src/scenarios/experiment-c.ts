@@ -3,8 +3,11 @@ import { atLeastThenSoon, defineScenario, is, type Check } from './types.ts';
 
 
 /**
- * The kernel gives up on TCP_USER_TIMEOUT when a retransmission timer fires after it;
- * measured here 0.4–0.7 s after the limit (kernel 6.18).
+ * How late after the write TCP_USER_TIMEOUT may end the connection. The kernel counts the
+ * user timeout from the first retransmission (tp->retrans_stamp, set in
+ * tcp_retransmit_skb()), not from the write: a tail loss probe (which does not count) and
+ * one RTO of at least 200 ms come first, and since Linux 4.19 the retransmission timer is
+ * clamped to fire at the deadline. Measured here 0.4–0.7 s after the limit (kernel 6.18).
  */
 export const USER_TIMEOUT_LATENESS = 1;
 
@@ -14,7 +17,7 @@ function theory(p: { retries2: number; userTimeout: number }) {
   return {
     summary:
       p.userTimeout > 0
-        ? `TCP_USER_TIMEOUT = ${p.userTimeout} ms: the kernel gives up ${expectedSeconds.toFixed(1)} s after the unacknowledged write.`
+        ? `TCP_USER_TIMEOUT = ${p.userTimeout} ms: the kernel gives up ${expectedSeconds.toFixed(1)} s after its first retransmission, a few hundred milliseconds after the unacknowledged write.`
         : `tcp_retries2 = ${p.retries2}: retransmissions back off from 0.2 s, doubling; the kernel gives up at the first retransmission timeout at least ${byRetries.toFixed(1)} s after the write (with the Linux default of 15: ${retransmissionTimeoutSeconds(15).toFixed(1)} s, over 15 minutes).`,
     expectedSeconds,
     defaultRetries2Seconds: retransmissionTimeoutSeconds(15),

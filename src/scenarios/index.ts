@@ -8,6 +8,7 @@ import keepalive from './keepalive.ts';
 import heartbeat from './heartbeat.ts';
 import hungClient from './hung-client.ts';
 import keepaliveUnacked from './keepalive-unacked.ts';
+import keepaliveUserTimeout from './keepalive-user-timeout.ts';
 import fdExhaustion from './fd-exhaustion.ts';
 
 export const scenarios: Scenario[] = [
@@ -18,6 +19,7 @@ export const scenarios: Scenario[] = [
   experimentC,
   keepalive,
   keepaliveUnacked,
+  keepaliveUserTimeout,
   hungClient,
   heartbeat,
 ] as unknown as Scenario[];

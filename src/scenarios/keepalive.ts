@@ -1,4 +1,6 @@
-import { secondsBetween } from './common.ts';
+import type { Packet } from '../lab/tcpdump.ts';
+import type { RunContext } from './runner.ts';
+import { rowFor, secondsBetween } from './common.ts';
 import { defineScenario, within, type Check } from './types.ts';
 
 export const keepaliveParams = {
@@ -12,6 +14,30 @@ export const keepaliveArgs = (p: { idle: number; interval: number; count: number
 ];
 
 export const keepaliveSeconds = (p: { idle: number; interval: number; count: number }): number => p.idle + p.interval * p.count;
+
+/**
+ * The kernel's own defaults, read in a host of the lab: a new network namespace starts
+ * with the kernel's built-in values (tcp_sk_init), whatever the machine's own sysctls say.
+ */
+export async function kernelDefaults(ctx: RunContext): Promise<Record<string, number | null>> {
+  const names = ['tcp_keepalive_time', 'tcp_keepalive_intvl', 'tcp_keepalive_probes', 'tcp_retries2'];
+  const r = await ctx.lab.exec('server', 'cat', names.map((n) => `/proc/sys/net/ipv4/${n}`));
+  const values = r.stdout.trim().split('\n').map((v) => (/^\d+$/.test(v.trim()) ? Number(v) : null));
+  return Object.fromEntries(names.map((n, i) => [n, values[i] ?? null]));
+}
+
+/** Bare ACKs without data from the server to `peer` (host:port): keepalive probes, after a cut. */
+export function probeCounter(ctx: RunContext, peer: string): { count: (since: number, until: number) => number; stop: () => void } {
+  const seen: Packet[] = [];
+  const onPacket = (pk: Packet) => {
+    if (`${pk.dst.address}:${pk.dst.port}` === peer && pk.src.address === ctx.lab.serverAddress && pk.flags === '.' && pk.length === 0) seen.push(pk);
+  };
+  ctx.wire.on('packet', onPacket);
+  return {
+    count: (since, until) => seen.filter((pk) => pk.time * 1000 >= since && pk.time * 1000 <= until).length,
+    stop: () => ctx.wire.off('packet', onPacket),
+  };
+}
 
 /**
  * SO_KEEPALIVE with nothing pending: after `idle` seconds of silence the kernel sends a
@@ -32,8 +58,21 @@ export default defineScenario({
   async run(ctx, p) {
     ctx.step(`Start the echo server with keepalive (idle ${p.idle} s, interval ${p.interval} s, ${p.count} probes), echoing at once.`);
     const server = await ctx.startServer(['--echo-delay', '0', ...keepaliveArgs(p)]);
+    const defaults = kernelDefaults(ctx);
     const client = await ctx.startClient(['--count', '1']);
     const peer = client.entries('connect')[0]!.fields.local!;
+    // What the kernel's socket table shows for this connection: the timer, and its count
+    // of unanswered probes.
+    const timers = new Set<string>();
+    let probesInTable = 0;
+    const watch = (rows: Parameters<typeof rowFor>[0]) => {
+      const row = rowFor(rows, peer);
+      if (!row?.timer) return;
+      timers.add(row.timer.name);
+      if (row.timer.name === 'keepalive') probesInTable = Math.max(probesInTable, row.timer.count);
+    };
+    ctx.sockets.on('snapshot', watch);
+    const probes = probeCounter(ctx, peer);
     const echoed = await client.waitFor('recv', () => true, ctx, 10_000, 0);
     if (!echoed) throw new Error('the client got no echo');
     ctx.step('The echo arrived: that is the last traffic. Cut the client off now.');
@@ -41,7 +80,22 @@ export default defineScenario({
     const cutAt = Date.now();
     const expected = keepaliveSeconds(p);
     const error = await server.waitFor(['error', 'close'], (e) => e.fields.peer === peer, ctx, (expected + 10) * 1000, cutAt);
+    // The server's probes show on the wire when the capture runs and the cut leaves the
+    // server's link up (nftables); its last packets may come a moment after its log line.
+    const onWire = (await ctx.wire.ready).available && ctx.lab.cutMethod === 'nft';
+    if (onWire) await ctx.sleep(0.3);
+    ctx.sockets.off('snapshot', watch);
+    probes.stop();
+    const d = await defaults;
     return {
+      // Before the cut (the idle connection) and after it (the probes): the kernel's timer.
+      serverTimer: timers.has('keepalive') ? 'keepalive' : ([...timers][0] ?? 'none'),
+      probesInTable,
+      probesOnWire: onWire ? probes.count(cutAt, error?.time ?? Date.now()) : null,
+      kernelDefaultKeepaliveTime: d.tcp_keepalive_time,
+      kernelDefaultKeepaliveIntvl: d.tcp_keepalive_intvl,
+      kernelDefaultKeepaliveProbes: d.tcp_keepalive_probes,
+      kernelDefaultRetries2: d.tcp_retries2,
       expectedSeconds: expected,
       detectedAfterSeconds: error ? secondsBetween(cutAt, error.time) : null,
       // The kernel counts idle time from the last segment (the client's ACK of the echo,
@@ -51,10 +105,15 @@ export default defineScenario({
       lastTrafficToCutSeconds: secondsBetween(echoed.time, cutAt),
     };
   },
-  check(o, _p, t): Check[] {
+  check(o, p, t): Check[] {
     return [
+      { name: 'the idle connection has a keepalive timer', held: o.serverTimer === 'keepalive', detail: `timer seen: ${o.serverTimer}` },
       { name: 'the server gets ETIMEDOUT', held: o.serverError === 'ETIMEDOUT', detail: `server error: ${o.serverError}` },
       within('within 0.5 s of idle + interval × count after the last traffic', o.detectedAfterLastTrafficSeconds, t.expectedSeconds!, 0.5),
+      // Only where the packets can be seen (tcpdump, and a cut that leaves the server's link up).
+      ...(o.probesOnWire === null
+        ? []
+        : [{ name: `${p.count} probes go out unanswered`, held: o.probesOnWire === p.count, detail: `${o.probesOnWire} probes on the wire between the cut and the error` }]),
     ];
   },
 });

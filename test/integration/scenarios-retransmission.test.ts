@@ -38,6 +38,9 @@ describe.skipIf(!capability.ok)(`retransmission against the kernel${skipReason}`
     expect(r.observations.userTimeoutDetected).toBe(true);
     expect(r.observations.userTimeoutDetectedAfterWriteSeconds).toBeGreaterThanOrEqual(5.95);
     expect(r.observations.userTimeoutDetectedAfterWriteSeconds).toBeLessThanOrEqual(7);
+    // Heartbeats do not care about the bytes in flight: interval × misses after the last reply.
+    expect(r.observations.heartbeatDetected).toBe(true);
+    expect(Math.abs((r.observations.heartbeatDetectedAfterSeconds as number) - 3)).toBeLessThanOrEqual(0.5);
     expect(r.claimHeld).toBe(true);
   });
 });

@@ -47,9 +47,24 @@ describe('the comparison table', () => {
     expect(cellResult(cell('in-flight', 'keepalive'), ku.observations, ku.theory).state).toBe('not-detected');
     expect(cellResult(cell('in-flight', 'user-timeout'), ku.observations, ku.theory)).toMatchObject({ state: 'detected', theorySeconds: ku.params.userTimeout! / 1000 });
 
+    expect(cellResult(cell('in-flight', 'heartbeat'), ku.observations, ku.theory)).toMatchObject({ state: 'detected', theorySeconds: (ku.theory as Record<string, number>).heartbeatExpectedSeconds });
+
+    const c = recording('experiment-c');
+    expect(cellResult(cell('in-flight', 'none'), c.observations, c.theory)).toMatchObject({ state: 'detected', seconds: (c.observations as Record<string, number>).errorAfterWriteSeconds });
+
+    const kut = recording('keepalive-user-timeout');
+    expect(cellResult(cell('idle', 'user-timeout'), kut.observations, kut.theory)).toMatchObject({ state: 'detected', theorySeconds: (kut.theory as Record<string, number>).expectedSeconds });
+
     const hc = recording('hung-client');
     expect(cellResult(cell('frozen', 'keepalive'), hc.observations, hc.theory).state).toBe('not-detected');
+    expect(cellResult(cell('frozen', 'none'), hc.observations, hc.theory).state).toBe('not-detected');
+    expect(cellResult(cell('frozen', 'user-timeout'), hc.observations, hc.theory).state).toBe('not-detected');
     expect(cellResult(cell('frozen', 'heartbeat'), hc.observations, hc.theory)).toMatchObject({ state: 'detected', seconds: (hc.observations as Record<string, number>).heartbeatDetectedAfterSeconds });
+  });
+
+  it('a note about a lab setting says what the scenario really sets', () => {
+    const retries2 = getScenario('experiment-c')!.params.retries2!.default;
+    expect(cell('in-flight', 'none').note).toContain(`tcp_retries2 = ${retries2} in this lab`);
   });
 
   it('says so when a run lacks what the cell needs', () => {
