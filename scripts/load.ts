@@ -27,7 +27,7 @@ import { parseArgs } from 'node:util';
 import { resolveParams } from '../src/scenarios/params.ts';
 import { getScenario, scenarios as allScenarios } from '../src/scenarios/index.ts';
 import { DETECTION_OBSERVATION, detectionErrorMs } from './lib/detection.ts';
-import { LabClient, type RunRecord } from './lib/lab-client.ts';
+import { emptyRecord, LabClient, type RunRecord } from './lib/lab-client.ts';
 import { labProcessesOf, startServerChild, type TaggedProcess } from './lib/server.ts';
 import { percentile, round } from './lib/stats.ts';
 
@@ -268,19 +268,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
       try {
         record = await client.run(scenario, { params: paramsOf(scenario), signal: deadline.signal, onClientUp: release });
       } catch (err) {
-        record = {
-          scenario,
-          result: null,
-          error: { code: 'connect', message: (err as Error).message },
-          firstServerLineMs: null,
-          firstClientLineMs: null,
-          wallMs: null,
-          sentAt: null,
-          startedAt: null,
-          stoppedAt: null,
-          lineLatenciesMs: [],
-          stoppedByUs: false,
-        };
+        record = emptyRecord(scenario, { code: 'connect', message: (err as Error).message });
       } finally {
         release();
       }

@@ -44,6 +44,23 @@ export interface RunOptions {
   signal?: AbortSignal;
 }
 
+/** A run's record before anything has happened (or when it could not start: set `error`). */
+export function emptyRecord(scenario: string, error: RunRecord['error'] = null): RunRecord {
+  return {
+    scenario,
+    result: null,
+    error,
+    firstServerLineMs: null,
+    firstClientLineMs: null,
+    wallMs: null,
+    sentAt: null,
+    startedAt: null,
+    stoppedAt: null,
+    lineLatenciesMs: [],
+    stoppedByUs: false,
+  };
+}
+
 export class LabClient {
   readonly ws: WebSocket;
   readonly hello: Promise<Hello>;
@@ -76,19 +93,7 @@ export class LabClient {
   async run(scenario: string, options: RunOptions = {}): Promise<RunRecord> {
     await this.hello;
     if (this.#listener) throw new Error('one run at a time per connection');
-    const rec: RunRecord = {
-      scenario,
-      result: null,
-      error: null,
-      firstServerLineMs: null,
-      firstClientLineMs: null,
-      wallMs: null,
-      sentAt: null,
-      startedAt: null,
-      stoppedAt: null,
-      lineLatenciesMs: [],
-      stoppedByUs: false,
-    };
+    const rec = emptyRecord(scenario);
     if (options.signal?.aborted) {
       rec.error = { code: 'not-started', message: 'stopped before Run was pressed' };
       return rec;

@@ -43,7 +43,8 @@ export interface TaggedProcess {
   rssKb: number;
 }
 
-export function labProcessesOf(ownerPid: number): TaggedProcess[] {
+/** Processes on this machine that carry a lab tag (of `ownerPid`'s labs, or of any). */
+export function labProcessesOf(ownerPid?: number): TaggedProcess[] {
   const found: TaggedProcess[] = [];
   for (const d of readdirSync('/proc')) {
     if (!/^\d+$/.test(d)) continue;
@@ -51,7 +52,7 @@ export function labProcessesOf(ownerPid: number): TaggedProcess[] {
       const env = readFileSync(`/proc/${d}/environ`, 'latin1').split('\0').find((e) => e.startsWith('KEEPALIVE_LAB='));
       if (!env) continue;
       const tag = env.slice('KEEPALIVE_LAB='.length);
-      if (!tag.startsWith(`${ownerPid}:`)) continue;
+      if (ownerPid !== undefined && !tag.startsWith(`${ownerPid}:`)) continue;
       const cmd = readFileSync(`/proc/${d}/cmdline`, 'latin1').replace(/\0/g, ' ').trim();
       found.push({ pid: Number(d), tag, cmd, rssKb: statusKb(Number(d), 'VmRSS') ?? 0 });
     } catch {
