@@ -75,6 +75,7 @@ export default defineConfig({
             { slug: 'lab/experiment-c' },
             { slug: 'lab/keepalive' },
             { slug: 'lab/keepalive-unacked' },
+            { slug: 'lab/keepalive-user-timeout' },
             { slug: 'lab/hung-client' },
             { slug: 'lab/heartbeat' },
           ],

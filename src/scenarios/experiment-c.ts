@@ -1,4 +1,5 @@
 import { connectAndSend, retransmissionTimeoutSeconds, rowFor, secondsBetween } from './common.ts';
+import type { Packet } from '../lab/tcpdump.ts';
 import { atLeastThenSoon, defineScenario, is, type Check } from './types.ts';
 
 
@@ -54,6 +55,12 @@ export default defineScenario({
     const cutAt = Date.now();
     const echo = await server.waitFor('echo', (e) => e.fields.peer === peer, ctx, (p.echoDelay + 5) * 1000, cutAt);
     ctx.step('The server wrote its echo. Watch Send-Q and the retransmission timer.');
+    // Every copy of the echo that leaves the server (the original, then the resends).
+    const copies: number[] = [];
+    const onPacket = (pk: Packet) => {
+      if (`${pk.dst.address}:${pk.dst.port}` === peer && pk.length > 0) copies.push(pk.time * 1000);
+    };
+    ctx.wire.on('packet', onPacket);
     let sendQueueBytes = 0;
     let retransmits = 0;
     let timerName = 'none';
@@ -70,8 +77,20 @@ export default defineScenario({
     const expected = theory(p).expectedSeconds;
     const error = await server.waitFor(['error', 'close'], (e) => e.fields.peer === peer, ctx, (expected + 10) * 1000, cutAt);
     ctx.sockets.off('snapshot', watch);
+    // The capture sees the server's resends when the cut leaves its link up (nftables).
+    const onWire = (await ctx.wire.ready).available && ctx.lab.cutMethod === 'nft';
+    if (onWire) await ctx.sleep(0.2);
+    ctx.wire.off('packet', onPacket);
+    // Times of the resends after the original (which left as the server wrote), and the gaps.
+    const resends = copies.slice(1).map((t) => (t - copies[0]!) / 1000);
+    const gaps = resends.map((t, i) => t - (i === 0 ? 0 : resends[i - 1]!));
     return {
       writeSucceeded: echo?.fields.write === 'ok',
+      resendsOnWire: onWire ? resends.length : null,
+      firstResendAfterWriteSeconds: onWire && resends.length ? +resends[0]!.toFixed(3) : null,
+      // From the third gap on, each about twice the one before (the first two: tail loss probe, then the RTO).
+      resendGapsDouble: onWire && gaps.length >= 4 ? gaps.slice(2).every((g, i) => g / gaps[i + 1]! > 1.6 && g / gaps[i + 1]! < 2.5) : null,
+      resendGapsSeconds: onWire ? gaps.map((g) => +g.toFixed(3)) : null,
       sendQueueBytes,
       retransmits,
       timer: timerName,

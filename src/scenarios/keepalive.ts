@@ -26,15 +26,22 @@ export async function kernelDefaults(ctx: RunContext): Promise<Record<string, nu
   return Object.fromEntries(names.map((n, i) => [n, values[i] ?? null]));
 }
 
-/** Bare ACKs without data from the server to `peer` (host:port): keepalive probes, after a cut. */
-export function probeCounter(ctx: RunContext, peer: string): { count: (since: number, until: number) => number; stop: () => void } {
+/**
+ * Bare ACKs without data from the server to `peer` (host:port), which after a cut are
+ * keepalive probes, and the RST the server sends when it gives up.
+ */
+export function probeCounter(ctx: RunContext, peer: string): { count: (since: number, until: number) => number; rstSent: () => boolean; stop: () => void } {
   const seen: Packet[] = [];
+  let rst = false;
   const onPacket = (pk: Packet) => {
-    if (`${pk.dst.address}:${pk.dst.port}` === peer && pk.src.address === ctx.lab.serverAddress && pk.flags === '.' && pk.length === 0) seen.push(pk);
+    if (`${pk.dst.address}:${pk.dst.port}` !== peer || pk.src.address !== ctx.lab.serverAddress) return;
+    if (pk.flags === '.' && pk.length === 0) seen.push(pk);
+    if (pk.rst) rst = true;
   };
   ctx.wire.on('packet', onPacket);
   return {
     count: (since, until) => seen.filter((pk) => pk.time * 1000 >= since && pk.time * 1000 <= until).length,
+    rstSent: () => rst,
     stop: () => ctx.wire.off('packet', onPacket),
   };
 }
@@ -92,6 +99,7 @@ export default defineScenario({
       serverTimer: timers.has('keepalive') ? 'keepalive' : ([...timers][0] ?? 'none'),
       probesInTable,
       probesOnWire: onWire ? probes.count(cutAt, error?.time ?? Date.now()) : null,
+      rstOnWire: onWire ? probes.rstSent() : null,
       kernelDefaultKeepaliveTime: d.tcp_keepalive_time,
       kernelDefaultKeepaliveIntvl: d.tcp_keepalive_intvl,
       kernelDefaultKeepaliveProbes: d.tcp_keepalive_probes,

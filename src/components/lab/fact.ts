@@ -37,9 +37,11 @@ export interface FactSpec {
   /** Only the parameters the fact gives (for its description). */
   givenParams: Record<string, number>;
   comparator: Comparator;
+  /** Seen in the packet capture (`<Fact wire …>`): checked only where the lab can capture the cut's packets. */
+  wire: boolean;
 }
 
-const ATTRS = new Set(['scenario', 'observe', 'theory', 'check', 'params', 'equals', 'near', 'tolerance', 'atLeast', 'atMost']);
+const ATTRS = new Set(['scenario', 'observe', 'theory', 'check', 'params', 'equals', 'near', 'tolerance', 'atLeast', 'atMost', 'wire']);
 
 const show = (v: unknown): string => JSON.stringify(v) ?? String(v);
 
@@ -98,6 +100,8 @@ export function factFromProps(props: Record<string, unknown>): FactSpec {
     comparator = { op: 'range', ...(lo !== undefined ? { atLeast: lo as number } : {}), ...(hi !== undefined ? { atMost: hi as number } : {}) };
   }
   if (kind === 'check' && comparator.op !== 'holds') throw new FactError('check=… takes no comparator (or equals={true|false}): it states that the named check held');
+  if (props.wire !== undefined && props.wire !== true) throw new FactError('wire takes no value: write <Fact wire …>');
+  if (props.wire === true && kind === 'theory') throw new FactError('wire goes with observe=… or check=…: a theory needs no capture');
 
   if (kind === 'theory') {
     const theory = scenario.theory(params);
@@ -107,7 +111,7 @@ export function factFromProps(props: Record<string, unknown>): FactSpec {
       `with these params a run of ${id} takes about ${Math.round(scenario.expectedDuration(params))} s, more than the ${MAX_RUN_SECONDS} s a checked run may take; state such a number with theory="…" instead`,
     );
   }
-  return { scenario: id, kind, key, params, givenParams: raw as Record<string, number>, comparator };
+  return { scenario: id, kind, key, params, givenParams: raw as Record<string, number>, comparator, wire: props.wire === true };
 }
 
 /** How a failing fact is reported: where it is, what it says, why it fails. */
@@ -165,7 +169,7 @@ export function describeFact(spec: FactSpec): string {
   const params = Object.keys(spec.givenParams).length ? ` with ${paramText(spec.givenParams)}` : '';
   switch (spec.kind) {
     case 'observe':
-      return `Checked against the kernel: the test suite runs the ${spec.scenario} scenario${params} and requires its observation ${spec.key} to be ${comparatorText(spec.comparator)}.`;
+      return `Checked against the kernel: the test suite runs the ${spec.scenario} scenario${params} and requires its observation ${spec.key}${spec.wire ? ', read from the packet capture,' : ''} to be ${comparatorText(spec.comparator)}.`;
     case 'theory':
       return `Checked: the ${spec.scenario} scenario's theory${params} gives ${spec.key} ${comparatorText(spec.comparator)}.`;
     case 'check':
