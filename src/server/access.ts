@@ -56,7 +56,14 @@ interface InterfaceAddress {
 
 function interfaceAddresses(): InterfaceAddress[] {
   const found: InterfaceAddress[] = [];
-  for (const list of Object.values(networkInterfaces())) {
+  let interfaces: ReturnType<typeof networkInterfaces>;
+  try {
+    interfaces = networkInterfaces();
+  } catch {
+    // Some sandboxes refuse the call (uv_interface_addresses); the loopback names still hold.
+    return found;
+  }
+  for (const list of Object.values(interfaces)) {
     for (const a of list ?? []) {
       found.push({ address: a.address.toLowerCase(), family: a.family, internal: a.internal, linkLocal: a.family === 'IPv6' && /^fe[89ab]/i.test(a.address) });
     }
@@ -200,7 +207,11 @@ export class AccessToken {
    * answered the request itself (a 401 page, or the step from join link to cookie).
    */
   gate(req: IncomingMessage, res: ServerResponse): boolean {
-    const url = new URL(req.url ?? '/', 'http://placeholder');
+    const url = requestTarget(req.url);
+    if (url === null) {
+      res.writeHead(400, { ...PAGE_HEADERS, 'content-type': 'text/plain; charset=utf-8' }).end('Bad Request: the request target must be a path\n');
+      return false;
+    }
     const offered = url.searchParams.get('token');
     if (offered === null) {
       if (this.hasCookie(req)) return true;
@@ -233,13 +244,24 @@ export class AccessToken {
   }
 }
 
-/** The `token` query parameter of a request URL, if any. */
-export function queryToken(url: string | undefined): string | null {
+/**
+ * A request's target as a URL, if it is a path (origin-form, `/…`); null otherwise (an
+ * absolute URL, `*`, or something no URL parser takes). Never throws: a request line such
+ * as `GET //[ HTTP/1.1` or `GET http://a:b/ HTTP/1.1` must not end the server. The path is
+ * read as a path, `//evil.example/x` included (pathname `//evil.example/x`, not a host).
+ */
+export function requestTarget(url: string | undefined): URL | null {
+  if (url === undefined || !url.startsWith('/')) return null;
   try {
-    return new URL(url ?? '/', 'http://placeholder').searchParams.get('token');
+    return new URL(`http://placeholder${url}`);
   } catch {
     return null;
   }
+}
+
+/** The `token` query parameter of a request URL, if any. */
+export function queryToken(url: string | undefined): string | null {
+  return requestTarget(url)?.searchParams.get('token') ?? null;
 }
 
 export const UNAUTHORIZED_TITLE = 'This Keepalive Lab needs its join link';

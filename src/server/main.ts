@@ -12,13 +12,15 @@ import { spawn } from 'node:child_process';
 import { existsSync, statSync, readdirSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { isIP, type AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import type { Scenario } from '../scenarios/types.ts';
 import { DEFAULT_LIMITS, type SidecarLimits } from '../sidecar/session.ts';
 import { Sidecar } from '../sidecar/sidecar.ts';
-import { AccessToken, ServedHosts, generateToken, isLoopbackBind, tokenProblem } from './access.ts';
+import { guardSocket, isLoopbackAddress, refuseSocket } from '../sidecar/sockets.ts';
+import { AccessToken, ServedHosts, generateToken, isLoopbackBind, requestTarget, tokenProblem } from './access.ts';
 import { describeSweep, sweepAtStart } from './sweep.ts';
 import { serveStatic } from './static.ts';
 
@@ -82,17 +84,60 @@ export async function startServer(options: StartOptions) {
     limits: { ...options.limits, ...(options.maxLabs ? { maxLabs: options.maxLabs } : {}) },
     scenarios: options.scenarios,
     heartbeatMs: options.heartbeatMs,
+    // Without --host it listens on loopback only; should a peer from elsewhere reach it all
+    // the same, it is refused (there is no token to stop it).
+    loopbackPeersOnly: !trainer,
   });
   const server = createServer((req, res) => {
-    if (!sidecar.hostAllowed(req)) {
-      res.writeHead(403, { 'content-type': 'text/plain' }).end('Forbidden: unknown Host\n');
-      return;
+    try {
+      if (!trainer && !isLoopbackAddress(req.socket.remoteAddress)) {
+        res.writeHead(403, { 'content-type': 'text/plain' }).end('Forbidden: this server serves this machine only (start it with --host to serve others)\n');
+        return;
+      }
+      // Only a path (origin-form): not `http://host/…`, `*` or `host:port`, which no browser
+      // sends to a server that is not a proxy and which nothing below expects.
+      if (requestTarget(req.url) === null) {
+        res.writeHead(400, { 'content-type': 'text/plain', connection: 'close' }).end('Bad Request: the request target must be a path\n');
+        return;
+      }
+      if (!sidecar.hostAllowed(req)) {
+        res.writeHead(403, { 'content-type': 'text/plain' }).end('Forbidden: unknown Host\n');
+        return;
+      }
+      if (access && !access.gate(req, res)) return;
+      serveStatic(DIST, req, res);
+    } catch (err) {
+      // A request must never take the server (and every lab) down.
+      process.stderr.write(`request ${JSON.stringify(req.url)}: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+      if (!res.headersSent) res.writeHead(500, { 'content-type': 'text/plain', connection: 'close' }).end('Internal Server Error\n');
+      else res.destroy();
     }
-    if (access && !access.gate(req, res)) return;
-    serveStatic(DIST, req, res);
   });
   server.on('upgrade', (req, socket, head) => {
-    if (!sidecar.handleUpgrade(req, socket, head)) socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\n');
+    guardSocket(socket);
+    try {
+      if (!sidecar.handleUpgrade(req, socket, head)) refuseSocket(socket, 404, 'Not Found');
+    } catch (err) {
+      process.stderr.write(`upgrade ${JSON.stringify(req.url)}: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+      socket.destroy();
+    }
+  });
+  // A request Node cannot parse (a bad request line, headers past 16 KiB, a timeout): answer
+  // and close. Node's default does much the same; this keeps it so, and quiet about resets.
+  server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
+    guardSocket(socket);
+    const inResponse = (socket as Duplex & { _httpMessage?: unknown })._httpMessage != null;
+    if (err.code === 'ECONNRESET' || !socket.writable || inResponse) {
+      socket.destroy();
+      return;
+    }
+    const [status, body] =
+      err.code === 'HPE_HEADER_OVERFLOW'
+        ? [431, 'Request Header Fields Too Large']
+        : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+          ? [408, 'Request Timeout']
+          : [400, 'Bad Request'];
+    refuseSocket(socket, status, body);
   });
   try {
     await new Promise<void>((resolve, reject) => {
@@ -128,7 +173,8 @@ const USAGE = `npm start [-- options]
   Serves the course and its lab at http://127.0.0.1:4321/ (this machine only).
 
   --port N            port (default 4321, or $PORT)
-  --max-labs N        labs running at once, 1 to 500 (default ${DEFAULT_LIMITS.maxLabs})
+  --max-labs N        labs running at once, 1 to 500 (default ${DEFAULT_LIMITS.maxLabs}); lab
+                      connections (open pages) are capped at 4 × N, at least 32
   --no-build          serve dist/ as it is, without rebuilding
   --host ADDRESS      trainer mode: serve other machines too, e.g. --host 0.0.0.0
                       (every address of this machine); every browser then needs the

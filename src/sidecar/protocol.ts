@@ -1,6 +1,8 @@
 /**
  * The messages between a lesson page and the sidecar, over one WebSocket at /api/lab.
- * Both sides validate with these schemas; the page imports the types.
+ * The sidecar validates what pages send with `ClientMessage`; `ServerMessage` is the schema of
+ * what it sends back, which the tests hold every received message to. The page imports the
+ * types only (`import type`), so zod stays out of its bundle.
  *
  * One connection = at most one lab at a time. The page sends `run`, watches `event`,
  * `sockets`, `state` and finally `result`; it may send `action`s while the lab runs and
@@ -50,68 +52,112 @@ export const ClientMessage = z.discriminatedUnion('type', [
 ]);
 export type ClientMessage = z.infer<typeof ClientMessage>;
 
-export interface ScenarioInfo {
-  id: string;
-  title: string;
-  description: string;
-  claim: string;
-  params: Record<string, { type: string; default: number; min: number; max: number; unit?: string; description: string }>;
-  expectedSeconds: number;
-}
+export const ERROR_CODES = ['bad-message', 'unknown-scenario', 'bad-params', 'busy', 'capacity', 'no-lab', 'not-running', 'action-failed', 'run-failed', 'time-limit'] as const;
+export type ErrorCode = (typeof ERROR_CODES)[number];
 
-export interface SocketRowMessage {
-  key: string;
-  state: string;
-  local: string;
-  peer: string;
-  sendQ: number;
-  recvQ: number;
-  timer: { name: string; expiresMs: number; count: number } | null;
-}
+/** Where a timeline event comes from: a pane of the page (src/scenarios/types.ts). */
+export const EVENT_SOURCES = ['lab', 'server', 'client', 'kernel', 'wire'] as const;
 
-export interface LabState {
-  running: boolean;
-  linkUp: boolean;
-  client: 'none' | 'running' | 'frozen' | 'exited';
-  clientAddress: string | null;
-}
+const ParamSpecInfo = z.strictObject({
+  type: z.string(),
+  default: z.number(),
+  min: z.number(),
+  max: z.number(),
+  unit: z.string().optional(),
+  description: z.string(),
+});
 
-export type ServerMessage =
-  | {
-      type: 'hello';
-      live: boolean;
-      /** Why no live lab (when live is false), and what to do. */
-      reason?: string;
-      kernel: string;
-      mode?: string;
-      tcpdump: boolean;
-      scenarios: ScenarioInfo[];
-      limits: { maxLabs: number; maxSeconds: number };
-    }
-  | { type: 'started'; scenario: string; params: Record<string, number>; claim: string; theory: { summary: string; expectedSeconds?: number }; kernel: string; mode: string; server: string; client: string }
-  | { type: 'event'; event: { t: number; source: string; event: string; [k: string]: unknown } }
-  | { type: 'sockets'; t: number; rows: SocketRowMessage[] }
-  | { type: 'wire-status'; available: boolean; note?: string }
-  | { type: 'state'; state: LabState }
-  | {
-      type: 'result';
-      result: {
-        scenario: string;
-        claim: string;
-        claimHeld: boolean;
-        kernel: string;
-        mode: string;
-        params: Record<string, number>;
-        theory: { summary: string; expectedSeconds?: number };
-        observations: Record<string, unknown>;
-        checks: Array<{ name: string; held: boolean; detail: string }>;
-        wallSeconds: number;
-      };
-    }
-  | { type: 'stopped'; reason: string }
-  | { type: 'error'; message: string; code: ErrorCode };
+export const ScenarioInfo = z.strictObject({
+  id: z.string(),
+  title: z.string(),
+  description: z.string(),
+  claim: z.string(),
+  params: z.record(z.string(), ParamSpecInfo),
+  expectedSeconds: z.number(),
+});
+export type ScenarioInfo = z.infer<typeof ScenarioInfo>;
 
-export type ErrorCode = 'bad-message' | 'unknown-scenario' | 'bad-params' | 'busy' | 'capacity' | 'no-lab' | 'not-running' | 'action-failed' | 'run-failed' | 'time-limit';
+export const SocketRowMessage = z.strictObject({
+  key: z.string(),
+  state: z.string(),
+  local: z.string(),
+  peer: z.string(),
+  sendQ: z.number(),
+  recvQ: z.number(),
+  timer: z.strictObject({ name: z.string(), expiresMs: z.number(), count: z.number() }).nullable(),
+});
+export type SocketRowMessage = z.infer<typeof SocketRowMessage>;
+
+export const LabState = z.strictObject({
+  running: z.boolean(),
+  linkUp: z.boolean(),
+  client: z.enum(['none', 'running', 'frozen', 'exited']),
+  clientAddress: z.string().nullable(),
+});
+export type LabState = z.infer<typeof LabState>;
+
+/** A scenario's theory may carry more than its summary (the numbers behind it). */
+const Theory = z.looseObject({ summary: z.string(), expectedSeconds: z.number().optional() });
+const NumberParams = z.record(z.string(), z.number());
+
+/**
+ * What the sidecar sends. The sidecar builds these from typed values; tests parse every
+ * message they receive with this schema (test/sidecar/checked-client.ts), so a malformed
+ * one fails a test. The page takes the type only (no zod in its bundle).
+ */
+export const ServerMessage = z.discriminatedUnion('type', [
+  z.strictObject({
+    type: z.literal('hello'),
+    live: z.boolean(),
+    /** Why no live lab (when live is false), and what to do. */
+    reason: z.string().optional(),
+    kernel: z.string(),
+    mode: z.string().optional(),
+    tcpdump: z.boolean(),
+    scenarios: z.array(ScenarioInfo),
+    limits: z.strictObject({ maxLabs: z.number().int().positive(), maxSeconds: z.number().positive() }),
+  }),
+  z.strictObject({
+    type: z.literal('started'),
+    scenario: z.string(),
+    params: NumberParams,
+    claim: z.string(),
+    theory: Theory,
+    kernel: z.string(),
+    mode: z.string(),
+    server: z.string(),
+    client: z.string(),
+  }),
+  z.strictObject({
+    type: z.literal('event'),
+    event: z.looseObject({
+      t: z.number(),
+      source: z.string().refine((s) => (EVENT_SOURCES as readonly string[]).includes(s), { message: `source must be one of ${EVENT_SOURCES.join(', ')}` }),
+      event: z.string(),
+    }),
+  }),
+  z.strictObject({ type: z.literal('sockets'), t: z.number(), rows: z.array(SocketRowMessage) }),
+  z.strictObject({ type: z.literal('wire-status'), available: z.boolean(), note: z.string().optional() }),
+  z.strictObject({ type: z.literal('state'), state: LabState }),
+  z.strictObject({
+    type: z.literal('result'),
+    result: z.strictObject({
+      scenario: z.string(),
+      claim: z.string(),
+      claimHeld: z.boolean(),
+      kernel: z.string(),
+      mode: z.string(),
+      params: NumberParams,
+      theory: Theory,
+      observations: z.record(z.string(), z.unknown()),
+      checks: z.array(z.strictObject({ name: z.string(), held: z.boolean(), detail: z.string() })),
+      wallSeconds: z.number(),
+    }),
+  }),
+  z.strictObject({ type: z.literal('stopped'), reason: z.string() }),
+  z.strictObject({ type: z.literal('error'), message: z.string().min(1), code: z.enum(ERROR_CODES) }),
+]);
+export type ServerMessage = z.infer<typeof ServerMessage>;
 
 /** Parses and validates one raw WebSocket message; returns a readable error otherwise. */
 export function parseClientMessage(raw: string): { ok: true; message: ClientMessage } | { ok: false; error: string } {

@@ -10,7 +10,12 @@
  *     Host the request went to): a page of another origin open in the same browser cannot
  *     drive the lab (browsers always send Origin on WebSocket requests). Clients that send
  *     no Origin at all are not browsers; on loopback they could run processes on this
- *     machine anyway, and in trainer mode they still need the token.
+ *     machine anyway, and in trainer mode they still need the token;
+ *   - where the sidecar is meant for this machine only (npm start without --host, npm run
+ *     dev), a peer that is not on loopback is refused whatever its headers say, in case the
+ *     server was bound more widely than meant (`astro dev --host`);
+ *   - connections are capped (`connectionCap`): labs are capped by --max-labs, and idle
+ *     connections, each with its session and timers, must not pile up without end either.
  *
  * Each connection is one `LabSession` with at most one lab. A session holds no name or id
  * that another connection could address: what a connection sees and acts on is its own lab.
@@ -23,6 +28,7 @@ import { scenarios as builtInScenarios } from '../scenarios/index.ts';
 import type { Scenario } from '../scenarios/types.ts';
 import { MAX_MESSAGE_BYTES } from './protocol.ts';
 import { DEFAULT_LIMITS, LabSession, LabSlots, type SidecarLimits } from './session.ts';
+import { guardSocket, isLoopbackAddress, refuseSocket } from './sockets.ts';
 
 export const LAB_PATH = '/api/lab';
 
@@ -40,6 +46,19 @@ export interface SidecarOptions {
    * its lab and its slot are freed within two periods instead of at the lab's time limit.
    */
   heartbeatMs?: number;
+  /** Refuse WebSocket peers that are not on this machine's loopback (npm start without --host, npm run dev). */
+  loopbackPeersOnly?: boolean;
+  /** Lab connections open at once; default `connectionCap(maxLabs)`. */
+  maxConnections?: number;
+}
+
+/**
+ * How many lab connections (open pages, each holding a session) the sidecar takes at once:
+ * four a lab slot, at least 32. A room's trainees each have a tab or two open while only
+ * some run a lab; past this, an upgrade is answered 503 and the page plays its recording.
+ */
+export function connectionCap(maxLabs: number): number {
+  return Math.max(32, 4 * maxLabs);
 }
 
 export function loopbackHosts(port: number): string[] {
@@ -55,6 +74,10 @@ export class Sidecar {
   readonly #sessions = new Set<LabSession>();
   readonly #alive = new WeakSet<WebSocket>();
   readonly #heartbeat: NodeJS.Timeout;
+  readonly #loopbackPeersOnly: boolean;
+  /** Lab connections open at once, from accepted upgrade to closed socket. */
+  #connections = 0;
+  readonly maxConnections: number;
 
   constructor(options: SidecarOptions) {
     const hosts = options.allowedHosts;
@@ -66,6 +89,8 @@ export class Sidecar {
     this.#authorized = options.authorized ?? (() => true);
     this.slots = new LabSlots({ ...DEFAULT_LIMITS, ...options.limits });
     this.scenarios = options.scenarios ?? builtInScenarios;
+    this.#loopbackPeersOnly = options.loopbackPeersOnly ?? false;
+    this.maxConnections = options.maxConnections ?? connectionCap(this.slots.limits.maxLabs);
     this.#wss = new WebSocketServer({ noServer: true, maxPayload: MAX_MESSAGE_BYTES, perMessageDeflate: false });
     this.#heartbeat = setInterval(() => this.#ping(), options.heartbeatMs ?? 15_000);
     this.#heartbeat.unref();
@@ -107,9 +132,12 @@ export class Sidecar {
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): boolean {
     const path = (req.url ?? '').split('?')[0];
     if (path !== LAB_PATH) return false;
-    const refuse = (status: number, reason: string) => {
-      socket.end(`HTTP/1.1 ${status} ${reason}\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: ${Buffer.byteLength(reason)}\r\n\r\n${reason}`);
-    };
+    guardSocket(socket);
+    const refuse = (status: number, reason: string, headers?: Record<string, string>) => refuseSocket(socket, status, reason, headers);
+    if (this.#loopbackPeersOnly && !isLoopbackAddress(req.socket.remoteAddress)) {
+      refuse(403, 'Forbidden: this lab serves this machine only');
+      return true;
+    }
     if (!this.hostAllowed(req)) {
       refuse(403, 'Forbidden: unknown Host');
       return true;
@@ -122,6 +150,14 @@ export class Sidecar {
       refuse(403, 'Forbidden: cross-origin WebSocket');
       return true;
     }
+    if (this.#connections >= this.maxConnections) {
+      refuse(503, `Service Unavailable: ${this.#connections} lab connections are open, the most this server takes (${this.maxConnections}); close a tab or try again in a moment`, { 'Retry-After': '5' });
+      return true;
+    }
+    if (socket.destroyed) return true; // the peer is gone already
+    // Counted from here until the socket closes, whether the handshake succeeds or not.
+    this.#connections++;
+    socket.once('close', () => this.#connections--);
     this.#wss.handleUpgrade(req, socket, head, (ws) => {
       this.#alive.add(ws);
       ws.on('pong', () => this.#alive.add(ws));
@@ -130,6 +166,11 @@ export class Sidecar {
       ws.on('close', () => this.#sessions.delete(session));
     });
     return true;
+  }
+
+  /** Lab connections open now (including those still in their handshake). */
+  get connections(): number {
+    return this.#connections;
   }
 
   get sessions(): number {

@@ -5,10 +5,14 @@
  * reads slowly. The server runs as a child process, so its resident memory is its own.
  */
 import type { Socket } from 'node:net';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_LIMITS, HIGH_WATER_BYTES } from '../../src/sidecar/session.ts';
 import { capability, labProcesses, skipReason } from '../helpers/lab.ts';
-import { startServerChild, TestClient, type ServerChild } from '../helpers/server.ts';
+import { startServerChild, type ServerChild } from '../helpers/server.ts';
+import { CheckedClient, expectValidMessages } from './checked-client.ts';
+
+// Every message the sidecar sent in a test must fit its schema (src/sidecar/protocol.ts).
+afterEach(() => expectValidMessages());
 
 const FLOOD_SECONDS = 8;
 /**
@@ -47,7 +51,7 @@ const dropped = (m: { type: string; event?: { event: string; source: string } })
 
 describe.skipIf(!capability.ok)(`output without end${skipReason}`, () => {
   it('a page that reads: at most the line budget a second, "[N lines dropped]" for the rest, memory flat, others still served', async () => {
-    const c = new TestClient(srv.port);
+    const c = new CheckedClient(srv.port);
     await c.next('hello');
     const before = srv.rssMb()!;
     c.send({ type: 'run', scenario: 'flood', params: { seconds: FLOOD_SECONDS } });
@@ -57,7 +61,7 @@ describe.skipIf(!capability.ok)(`output without end${skipReason}`, () => {
     // Meanwhile another page connects and is answered promptly.
     const probe = (async () => {
       await new Promise((r) => setTimeout(r, (FLOOD_SECONDS / 2) * 1000));
-      const other = new TestClient(srv.port);
+      const other = new CheckedClient(srv.port);
       const t0 = Date.now();
       await other.next('hello', () => true, 5000);
       other.close();
@@ -90,7 +94,7 @@ describe.skipIf(!capability.ok)(`output without end${skipReason}`, () => {
   });
 
   it('a page that reads nothing for a while: the server drops instead of queueing, memory stays flat, and the page learns what it missed', async () => {
-    const c = new TestClient(srv.port);
+    const c = new CheckedClient(srv.port);
     await c.next('hello');
     const before = srv.rssMb()!;
     c.send({ type: 'run', scenario: 'flood', params: { seconds: FLOOD_SECONDS } });

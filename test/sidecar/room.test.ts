@@ -3,15 +3,19 @@
  * cap answers at once with a clear message, and a connection that died silently frees its
  * lab. Real labs, over real WebSockets.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { capability, labProcesses, skipReason } from '../helpers/lab.ts';
 import { startTestServer, TestClient } from '../helpers/server.ts';
+import { CheckedClient, expectValidMessages } from './checked-client.ts';
+
+// Every message the sidecar sent in a test must fit its schema (src/sidecar/protocol.ts).
+afterEach(() => expectValidMessages());
 
 let srv: Awaited<ReturnType<typeof startTestServer>>;
 const clients: TestClient[] = [];
 
 function client(): TestClient {
-  const c = new TestClient(srv.port);
+  const c = new CheckedClient(srv.port);
   clients.push(c);
   return c;
 }

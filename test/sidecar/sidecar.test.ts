@@ -3,10 +3,14 @@
  * actions, capacity, and teardown when the page goes away.
  */
 import { request } from 'node:http';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { capability, labProcesses, skipReason } from '../helpers/lab.ts';
-import { startTestServer, TestClient } from '../helpers/server.ts';
+import { startTestServer } from '../helpers/server.ts';
+import { CheckedClient, expectValidMessages } from './checked-client.ts';
+
+// Every message the sidecar sent in a test must fit its schema (src/sidecar/protocol.ts).
+afterEach(() => expectValidMessages());
 
 let srv: Awaited<ReturnType<typeof startTestServer>>;
 beforeAll(async () => {
@@ -65,7 +69,7 @@ describe('who may reach the sidecar', () => {
 
 describe('messages', () => {
   it('says hello with the scenarios and whether the lab is live', async () => {
-    const c = new TestClient(srv.port);
+    const c = new CheckedClient(srv.port);
     const hello = await c.next('hello');
     expect(hello.live).toBe(capability.ok);
     expect(hello.scenarios.map((s) => s.id)).toContain('experiment-a');
@@ -73,7 +77,7 @@ describe('messages', () => {
   });
 
   it('answers every bad message with a clear error and keeps serving', async () => {
-    const c = new TestClient(srv.port);
+    const c = new CheckedClient(srv.port);
     await c.next('hello');
     const cases: Array<[unknown, RegExp]> = [
       ['not json', /not JSON/],
@@ -102,8 +106,8 @@ describe('messages', () => {
   });
 
   it('closes a connection that sends an oversized message, and others are unaffected', async () => {
-    const big = new TestClient(srv.port);
-    const other = new TestClient(srv.port);
+    const big = new CheckedClient(srv.port);
+    const other = new CheckedClient(srv.port);
     await big.next('hello');
     await other.next('hello');
     const closed = new Promise<number>((r) => big.ws.on('close', (code) => r(code)));
@@ -118,7 +122,7 @@ describe('messages', () => {
 
 describe.skipIf(!capability.ok)(`labs through the sidecar${skipReason}`, () => {
   it('runs a lab, applies an action, and tears it all down within 2 s of the page closing', async () => {
-    const c = new TestClient(srv.port);
+    const c = new CheckedClient(srv.port);
     await c.next('hello');
     c.send({ type: 'run', scenario: 'experiment-a', params: { wait: 60 } });
     await c.next('started');
@@ -140,7 +144,7 @@ describe.skipIf(!capability.ok)(`labs through the sidecar${skipReason}`, () => {
   });
 
   it('caps concurrent labs with a clear message', async () => {
-    const clients = [new TestClient(srv.port), new TestClient(srv.port), new TestClient(srv.port)];
+    const clients = [new CheckedClient(srv.port), new CheckedClient(srv.port), new CheckedClient(srv.port)];
     for (const c of clients) await c.next('hello');
     clients[0]!.send({ type: 'run', scenario: 'experiment-a', params: { wait: 60 } });
     clients[1]!.send({ type: 'run', scenario: 'experiment-a', params: { wait: 60 } });

@@ -11,10 +11,14 @@ import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { capability, labProcesses, skipReason } from '../helpers/lab.ts';
 import { describeSweep, sweepAtStart } from '../../src/server/sweep.ts';
-import { startServerChild, TestClient } from '../helpers/server.ts';
+import { startServerChild } from '../helpers/server.ts';
+import { CheckedClient, expectValidMessages } from './checked-client.ts';
+
+// Every message the sidecar sent in a test must fit its schema (src/sidecar/protocol.ts).
+afterEach(() => expectValidMessages());
 
 const nft = spawnSync('nft', ['--version']).status === 0;
 
@@ -61,7 +65,7 @@ describe.skipIf(!capability.ok)(`the start-up sweep${skipReason}`, () => {
     const tmp = mkdtempSync(join(tmpdir(), 'keepalive-lab-sweep-'));
     const env = { ...process.env, TMPDIR: tmp };
     const first = await startServerChild('main', [], env);
-    const c = new TestClient(first.port);
+    const c = new CheckedClient(first.port);
     let escaped: ReturnType<typeof spawn> | null = null;
     let second: Awaited<ReturnType<typeof startServerChild>> | null = null;
     try {
@@ -118,7 +122,7 @@ describe.skipIf(!capability.ok)(`the start-up sweep${skipReason}`, () => {
       expect(readdirSync(tmp)).toEqual([]);
 
       // The restarted server works: a new lab runs.
-      const c2 = new TestClient(second.port);
+      const c2 = new CheckedClient(second.port);
       await c2.next('hello');
       c2.send({ type: 'run', scenario: 'experiment-a', params: { wait: 2 } });
       expect((await c2.next('result', () => true, 60_000)).result.claimHeld).toBe(true);

@@ -9,12 +9,16 @@ import { spawn } from 'node:child_process';
 import { request } from 'node:http';
 import { connect } from 'node:net';
 import { hostname, networkInterfaces } from 'node:os';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { AccessToken, generateToken, tokenProblem, UNAUTHORIZED_TITLE } from '../../src/server/access.ts';
 import { parseStartArgs } from '../../src/server/main.ts';
 import { chromiumAvailable, launch } from '../helpers/browser.ts';
-import { freePort, startServerChild, startTestServer, TestClient } from '../helpers/server.ts';
+import { freePort, startServerChild, startTestServer } from '../helpers/server.ts';
+import { CheckedClient, expectValidMessages } from './checked-client.ts';
+
+// Every message the sidecar sent in a test must fit its schema (src/sidecar/protocol.ts).
+afterEach(() => expectValidMessages());
 
 /** A non-loopback IPv4 address of this machine, if it has one. */
 const LAN = Object.values(networkInterfaces())
@@ -193,7 +197,7 @@ describe('trainer mode: the WebSocket', () => {
   it('opens for the cookie from its own origin, and for ?token= from a program', async () => {
     expect(await upgrade(address, trainer.port, { host, origin: `http://${host}`, cookie })).toBe('open');
     expect(await upgrade(address, trainer.port, { host }, `?token=${token}`)).toBe('open');
-    const c = new TestClient(trainer.port, { host, origin: `http://${host}`, cookie }, { address });
+    const c = new CheckedClient(trainer.port, { host, origin: `http://${host}`, cookie }, { address });
     const hello = await c.next('hello');
     expect(hello.scenarios.length).toBeGreaterThan(0);
     c.close();
