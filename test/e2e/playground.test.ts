@@ -1,7 +1,15 @@
 /**
  * End to end: Debian's chromium drives the built course against `npm start` (the real
  * server process, with its sidecar and real labs), and against a static host with no sidecar
- * at all, where the lab must play its recording.
+ * at all, where the lab must play its recording. The recorded run needs only chromium; the
+ * live ones need a lab on this machine too.
+ *
+ * How the learner's buttons meet a scripted scenario (src/sidecar/session.ts): every scenario
+ * injects its own faults (experiment a cuts the network right after the client's frame);
+ * the buttons act on the same lab whenever the sidecar's state allows it, and the script does
+ * not wait for them. Experiment a watches the server for `wait` seconds after its own cut:
+ * that is where a learner can act without breaking it, so the test restores the network,
+ * sends a frame and cuts the network itself with the lab's buttons.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer, type Server } from 'node:http';
@@ -16,7 +24,7 @@ import { ensureBuilt } from '../helpers/site.ts';
 
 const ROOT = join(import.meta.dirname, '../..');
 const capability = await probeCapability();
-const reason = !chromiumAvailable ? `no chromium at ${CHROMIUM}` : !capability.ok ? `no lab on this machine: ${capability.reason}` : '';
+const liveReason = !capability.ok ? `no lab on this machine: ${capability.reason}` : '';
 
 /** `npm start` without npm in between, so that the test owns the process it stops. */
 async function startCourse(port: number): Promise<{ child: ChildProcess; stop: () => Promise<void> }> {
@@ -57,91 +65,37 @@ async function terminalText(page: Page, label: string): Promise<string> {
   return region.locator('.xterm-rows').innerText();
 }
 
+/** A terminal's lines as a screen reader gets them: its log (role="log"), one item a line, unwrapped. */
+async function terminalLog(page: Page, label: string): Promise<string[]> {
+  return page.getByRole('region', { name: label }).getByRole('log').locator('li').allInnerTexts();
+}
+
 /** The socket table's rows as [state, local, peer, send-q, recv-q, timer]. */
 async function socketRows(page: Page): Promise<string[][]> {
   const table = page.getByRole('table', { name: 'Server kernel: TCP sockets (ss)' });
   return table.locator('tbody tr').evaluateAll((trs) => trs.map((tr) => [...tr.querySelectorAll('td,th')].map((c) => (c.textContent ?? '').trim())));
 }
 
-describe.skipIf(reason !== '')(`the playground in a browser${reason ? ` (skipped: ${reason})` : ''}`, () => {
+describe.skipIf(!chromiumAvailable)(`the playground in a browser${chromiumAvailable ? '' : ` (skipped: no chromium at ${CHROMIUM})`}`, () => {
   let context: BrowserContext;
   let closeBrowser: () => Promise<void>;
-  let course: Awaited<ReturnType<typeof startCourse>>;
-  let port: number;
   let staticHost: Server;
   let staticPort: number;
 
   beforeAll(async () => {
     await ensureBuilt();
-    port = await freePort();
-    course = await startCourse(port);
     staticPort = await freePort();
     staticHost = createServer((req, res) => serveStatic(join(ROOT, 'dist'), req, res));
     await new Promise<void>((r) => staticHost.listen(staticPort, '127.0.0.1', () => r()));
-    ({ context, close: closeBrowser } = await launch());
+    const browser = await launch();
+    context = browser.context;
+    let closing: Promise<void> | null = null;
+    closeBrowser = () => (closing ??= browser.close());
   }, 180_000);
 
   afterAll(async () => {
     await closeBrowser?.();
-    await course?.stop();
     await new Promise<void>((r) => (staticHost ? staticHost.close(() => r()) : r()));
-  });
-
-  it('experiment a: run it, the cut comes, the server keeps its ESTAB row and logs nothing about it', async () => {
-    const page = await context.newPage();
-    const errors: string[] = [];
-    page.on('pageerror', (e) => errors.push(e.message));
-    await page.goto(`http://127.0.0.1:${port}/lab/experiment-a/`);
-    await expect.poll(() => page.locator('[data-lab="status"]').innerText(), { timeout: 15_000 }).toMatch(/live/i);
-
-    const wait = page.getByLabel(/^wait/);
-    await wait.fill('4');
-    await page.getByRole('button', { name: 'Run', exact: true }).click();
-
-    // The server's terminal shows its own log: listening, then the client's accept.
-    await expect.poll(() => terminalText(page, 'Server terminal'), { timeout: 20_000 }).toMatch(/accept/);
-    // The scenario cuts the client's link; the buttons follow the state.
-    const restore = page.getByRole('button', { name: 'Restore network', exact: true });
-    await expect.poll(() => restore.isEnabled(), { timeout: 20_000 }).toBe(true);
-    expect(await page.getByRole('button', { name: 'Cut network', exact: true }).isEnabled()).toBe(false);
-    const serverLogAtCut = await terminalText(page, 'Server terminal');
-
-    // After the cut the row is still ESTAB with no timer, for as long as we watch.
-    const estab = async () => (await socketRows(page)).filter((r) => r[0] === 'ESTAB');
-    await expect.poll(async () => (await estab()).length, { timeout: 10_000 }).toBeGreaterThanOrEqual(1);
-    await page.waitForTimeout(2500);
-    const rows = await estab();
-    expect(rows.length).toBeGreaterThanOrEqual(1);
-    expect(rows.some((r) => r[1].includes('192.0.2.1:') && r[5] === '—')).toBe(true);
-
-    // The result: the claim held, measured on this kernel.
-    const result = page.getByRole('region', { name: 'Result' });
-    await expect.poll(() => result.isVisible(), { timeout: 30_000 }).toBe(true);
-    const text = await result.innerText();
-    expect(text).toContain('The claim held');
-    expect(text).toMatch(/Measured on kernel Linux \S+/);
-    // The server logged nothing between the cut and the end: no close, no error.
-    const after = (await terminalText(page, 'Server terminal')).slice(serverLogAtCut.length);
-    expect(after).not.toMatch(/\b(close|error)\b/);
-    expect(errors).toEqual([]);
-    await page.close();
-  });
-
-  it('keepalive: the server detects the dead client, and the result shows measured against theory', async () => {
-    const page = await context.newPage();
-    await page.goto(`http://127.0.0.1:${port}/lab/keepalive/`);
-    await expect.poll(() => page.locator('[data-lab="status"]').innerText(), { timeout: 15_000 }).toMatch(/live/i);
-    await page.getByRole('button', { name: 'Run', exact: true }).click();
-
-    // Probes are counted in the timer column while they go unanswered.
-    await expect.poll(async () => (await socketRows(page)).some((r) => r[0] === 'ESTAB' && /keepalive/.test(r[5])), { timeout: 20_000 }).toBe(true);
-    const result = page.getByRole('region', { name: 'Result' });
-    await expect.poll(() => result.isVisible(), { timeout: 40_000 }).toBe(true);
-    const text = await result.innerText();
-    expect(text).toContain('The claim held');
-    expect(text).toMatch(/measured \d+\.\d+ s, theory 5\.000 s/);
-    await expect.poll(() => terminalText(page, 'Server terminal'), { timeout: 5000 }).toMatch(/ETIMEDOUT/);
-    await page.close();
   });
 
   it('with no sidecar (a static host), the lab plays its recording and says it is one', async () => {
@@ -155,7 +109,12 @@ describe.skipIf(reason !== '')(`the playground in a browser${reason ? ` (skipped
 
     const started = Date.now();
     await page.getByRole('button', { name: 'Run', exact: true }).click();
+    // Replaying: Stop on, Run and every fault off, no frame to send.
+    expect(await page.getByRole('button', { name: 'Run', exact: true }).isEnabled()).toBe(false);
+    expect(await page.getByRole('button', { name: 'Stop', exact: true }).isEnabled()).toBe(true);
+    expect(await page.getByRole('textbox', { name: 'Frame text' }).isEnabled()).toBe(false);
     await expect.poll(() => terminalText(page, 'Server terminal'), { timeout: 10_000 }).toMatch(/accept/);
+    expect((await terminalLog(page, 'Server terminal')).some((l) => /^\d+\.\d+ accept peer=192\.0\.2\.10:\d+/.test(l))).toBe(true);
     await expect.poll(async () => (await socketRows(page)).some((r) => r[0] === 'ESTAB'), { timeout: 10_000 }).toBe(true);
     const result = page.getByRole('region', { name: 'Result' });
     await expect.poll(() => result.isVisible(), { timeout: 40_000 }).toBe(true);
@@ -164,6 +123,130 @@ describe.skipIf(reason !== '')(`the playground in a browser${reason ? ` (skipped
     const text = await result.innerText();
     expect(text).toContain('(recorded run)');
     expect(text).toMatch(/Recorded on Linux \S+ .*Not a live run\./);
+    expect(await page.getByRole('button', { name: 'Run', exact: true }).isEnabled()).toBe(true);
+    expect(await page.getByRole('button', { name: 'Stop', exact: true }).isEnabled()).toBe(false);
     await page.close();
+  });
+
+  describe.skipIf(liveReason !== '')(`live, with npm start${liveReason ? ` (skipped: ${liveReason})` : ''}`, () => {
+    let course: Awaited<ReturnType<typeof startCourse>>;
+    let port: number;
+
+    beforeAll(async () => {
+      port = await freePort();
+      course = await startCourse(port);
+    }, 60_000);
+
+    afterAll(async () => {
+      // The browser keeps its HTTP connections to the server open: close it first, or the
+      // server waits for them (these are the last tests of the file).
+      await closeBrowser?.();
+      await course?.stop();
+    });
+
+    it('experiment a, as a learner: run it, the script cuts; restore, send a frame, cut with the buttons; the row stays ESTAB and the server logs only the frame', async () => {
+      const page = await context.newPage();
+      const errors: string[] = [];
+      page.on('pageerror', (e) => errors.push(e.message));
+      await page.goto(`http://127.0.0.1:${port}/course/experiment-a/`);
+      await page.locator('[data-lab-root]').scrollIntoViewIfNeeded();
+      await expect.poll(() => page.locator('[data-lab="status"]').innerText(), { timeout: 15_000 }).toMatch(/live/i);
+
+      const button = (name: string) => page.getByRole('button', { name, exact: true });
+      const frameText = page.getByRole('textbox', { name: 'Frame text' });
+      // Long enough after the script's cut for the learner's restore, frame and cut.
+      await page.getByLabel(/^wait/).fill('15');
+      expect(await frameText.isEnabled()).toBe(false);
+      await button('Run').click();
+      // While the lab is being made: Run cannot be pressed again, Stop can.
+      expect(await button('Run').isEnabled()).toBe(false);
+      expect(await button('Stop').isEnabled()).toBe(true);
+
+      // The server's terminal shows its own log: listening, then the client's accept.
+      await expect.poll(() => terminalText(page, 'Server terminal'), { timeout: 20_000 }).toMatch(/accept/);
+      // The scenario cuts the client's link itself; the buttons follow the lab's state.
+      await expect.poll(() => button('Restore network').isEnabled(), { timeout: 20_000 }).toBe(true);
+      expect(await button('Cut network').isEnabled()).toBe(false);
+      expect(await button('Run').isEnabled()).toBe(false);
+
+      // The learner brings the client back, and sends a frame: the server's terminal logs it.
+      await button('Restore network').click();
+      await expect.poll(() => button('Cut network').isEnabled(), { timeout: 5000 }).toBe(true);
+      expect(await page.locator('[data-lab="link"]').innerText()).toBe('network up');
+      expect(await frameText.isEnabled()).toBe(true);
+      await frameText.fill('are-you-there');
+      await button('Send frame').click();
+      await expect.poll(async () => (await terminalLog(page, 'Server terminal')).some((l) => /\bframe peer=192\.0\.2\.10:\d+ bytes=13 text=are-you-there$/.test(l)), { timeout: 5000 }).toBe(true);
+      // The terminal shows it too (xterm wraps long lines at its width).
+      await expect.poll(async () => (await terminalText(page, 'Server terminal')).replace(/\n/g, ''), { timeout: 5000 }).toContain('text=are-you-there');
+
+      // The learner cuts the network.
+      await button('Cut network').click();
+      await expect.poll(() => button('Restore network').isEnabled(), { timeout: 5000 }).toBe(true);
+      expect(await button('Cut network').isEnabled()).toBe(false);
+      expect(await page.locator('[data-lab="link"]').innerText()).toBe('network cut');
+      const linesAtCut = (await terminalLog(page, 'Server terminal')).length;
+
+      // After the cut the row is still ESTAB with no timer, for as long as we watch.
+      const estab = async () => (await socketRows(page)).filter((r) => r[0] === 'ESTAB' && r[1].includes('192.0.2.1:'));
+      await expect.poll(async () => (await estab()).length, { timeout: 10_000 }).toBeGreaterThanOrEqual(1);
+      await page.waitForTimeout(2500);
+      const rows = await estab();
+      expect(rows.length).toBe(1);
+      expect(rows[0]![5]).toBe('—');
+
+      // The result: the claim held, measured on this kernel.
+      const result = page.getByRole('region', { name: 'Result' });
+      await expect.poll(() => result.isVisible(), { timeout: 30_000 }).toBe(true);
+      const text = await result.innerText();
+      expect(text).toContain('The claim held');
+      expect(text).toMatch(/Measured on kernel Linux \S+/);
+      // Between the learner's cut and the end the server logged nothing about the client: no close, no error.
+      const after = (await terminalLog(page, 'Server terminal')).slice(linesAtCut).join('\n');
+      expect(after).not.toMatch(/\b(close|error|timeout)\b/);
+      // The lab log has both cuts: the script's and the learner's.
+      expect(await page.locator('[data-lab="log"] li[data-event="cut"]').count()).toBe(2);
+      // Torn down: Run again, nothing else.
+      await expect.poll(() => button('Run').isEnabled(), { timeout: 10_000 }).toBe(true);
+      for (const name of ['Stop', 'Cut network', 'Restore network', 'Send frame', 'Kill client']) expect(await button(name).isEnabled(), name).toBe(false);
+      expect(await frameText.isEnabled()).toBe(false);
+      expect(errors).toEqual([]);
+      await page.close();
+    });
+
+    it('Stop while the lab is being made: the sidecar makes it, tears it down and says stopped', async () => {
+      const page = await context.newPage();
+      await page.goto(`http://127.0.0.1:${port}/lab/experiment-a/`);
+      await expect.poll(() => page.locator('[data-lab="status"]').innerText(), { timeout: 15_000 }).toMatch(/live/i);
+      await page.getByRole('button', { name: 'Run', exact: true }).click();
+      const stop = page.getByRole('button', { name: 'Stop', exact: true });
+      expect(await stop.isEnabled()).toBe(true);
+      await stop.click();
+      expect(await stop.isEnabled()).toBe(false);
+      expect(await page.getByRole('button', { name: 'Run', exact: true }).isEnabled()).toBe(false);
+      await expect.poll(() => page.locator('[data-lab="progress"]').innerText(), { timeout: 20_000 }).toBe('Run stopped; the lab was torn down.');
+      await expect.poll(() => page.getByRole('button', { name: 'Run', exact: true }).isEnabled(), { timeout: 5000 }).toBe(true);
+      expect(await page.getByRole('button', { name: 'Cut network', exact: true }).isEnabled()).toBe(false);
+      expect(await page.locator('[data-lab="alert"]').isVisible()).toBe(false);
+      expect(await page.getByRole('region', { name: 'Result' }).isVisible()).toBe(false);
+      await page.close();
+    });
+
+    it('keepalive: the server detects the dead client, and the result shows measured against theory', async () => {
+      const page = await context.newPage();
+      await page.goto(`http://127.0.0.1:${port}/lab/keepalive/`);
+      await expect.poll(() => page.locator('[data-lab="status"]').innerText(), { timeout: 15_000 }).toMatch(/live/i);
+      await page.getByRole('button', { name: 'Run', exact: true }).click();
+
+      // Probes are counted in the timer column while they go unanswered.
+      await expect.poll(async () => (await socketRows(page)).some((r) => r[0] === 'ESTAB' && /keepalive/.test(r[5])), { timeout: 20_000 }).toBe(true);
+      const result = page.getByRole('region', { name: 'Result' });
+      await expect.poll(() => result.isVisible(), { timeout: 40_000 }).toBe(true);
+      const text = await result.innerText();
+      expect(text).toContain('The claim held');
+      expect(text).toMatch(/measured \d+\.\d+ s, theory 5\.000 s/);
+      await expect.poll(() => terminalText(page, 'Server terminal'), { timeout: 5000 }).toMatch(/ETIMEDOUT/);
+      await page.close();
+    });
   });
 });

@@ -102,6 +102,8 @@ export class LabController {
   readonly #q: <T extends HTMLElement = HTMLElement>(name: string) => T;
   #wireSeen = false;
   #verdict: string | null = null;
+  /** The run ended in an error (shown in the alert) rather than a result. */
+  #runFailed = false;
   #noneRetry = false;
 
   constructor(root: HTMLElement) {
@@ -115,7 +117,8 @@ export class LabController {
       if (!node) throw new Error(`Lab markup lacks [data-lab="${name}"]`);
       return node;
     };
-    this.#terms = { server: new TermPane(this.#q('server-term')), client: new TermPane(this.#q('client-term')) };
+    const pane = (side: 'server' | 'client') => new TermPane(this.#q(`${side}-term`), { region: this.#q(`${side}-region`), mirror: this.#q(`${side}-mirror`) });
+    this.#terms = { server: pane('server'), client: pane('client') };
     this.#table = new SocketTableView(this.#q<HTMLTableSectionElement>('sockets'), this.#q('sockets-note'));
     this.#picture = new RunPicture(this.#q('picture'), this.scenarioId);
     for (const b of root.querySelectorAll<HTMLButtonElement>('button[data-action]')) this.#buttons.set(b.dataset.action!, b);
@@ -406,8 +409,8 @@ export class LabController {
         if (!this.#replayer?.running) this.#startReplay();
         return;
       case 'live': {
-        // Run stays enabled (and focused) until the sidecar says the lab runs; a second
-        // press meanwhile does nothing.
+        // Run is disabled from here until the lab has been torn down (Stop takes the focus);
+        // a second press that gets here anyway (Enter in a parameter) does nothing.
         if (this.#state?.running || this.#starting) return;
         const params = this.#collectParams();
         if (!params) return;
@@ -429,11 +432,16 @@ export class LabController {
       this.#replayer?.stop(true, false);
       return;
     }
-    if (this.#mode === 'live' && this.#state?.running && !this.#stopping) {
+    // Also while the lab is being made: the sidecar finishes making it, tears it down and
+    // answers `stopped`.
+    if (this.#mode === 'live' && (this.#state?.running || this.#starting) && !this.#stopping) {
       this.#stopping = true;
       this.#updateControls();
-      this.#setProgress('Stopping and tearing the lab down…');
-      if (!this.#send({ type: 'stop' })) this.#stopping = false;
+      this.#setProgress(this.#starting ? 'Stopping: the lab is being made, then it is torn down…' : 'Stopping and tearing the lab down…');
+      if (!this.#send({ type: 'stop' })) {
+        this.#stopping = false;
+        this.#updateControls();
+      }
     }
   }
 
@@ -520,17 +528,28 @@ export class LabController {
         this.#picture.finish();
         this.#starting = false;
         this.#stopping = false;
+        // The lab is gone when this is sent (its `state` follows): no button may act on it meanwhile.
+        if (this.#state) this.#state = { ...this.#state, running: false };
         this.#stopClock();
         this.#table.freeze();
         this.#setProgress(
           msg.reason === 'finished'
-            ? `Run finished${this.#verdict ? `: ${this.#verdict.toLowerCase()} (the result is below)` : ''}; the lab was torn down.`
+            ? this.#runFailed && !this.#verdict
+              ? 'Run failed (the message is above); the lab was torn down.'
+              : `Run finished${this.#verdict ? `: ${this.#verdict.toLowerCase()} (the result is below)` : ''}; the lab was torn down.`
             : `Run ${msg.reason}; the lab was torn down.`,
         );
         this.#updateControls();
         return;
       case 'error':
         if (['bad-params', 'unknown-scenario', 'busy', 'capacity', 'no-lab', 'run-failed', 'time-limit'].includes(msg.code)) this.#starting = false;
+        if (['no-lab', 'run-failed', 'time-limit'].includes(msg.code)) this.#runFailed = true;
+        if (msg.code === 'not-running' && this.#stopping && !this.#pendingAction) {
+          // Stop crossed a refused run (capacity, bad parameters) on its way: nothing to stop.
+          this.#stopping = false;
+          this.#updateControls();
+          return;
+        }
         if (msg.code === 'action-failed' || msg.code === 'not-running') this.#actionDone();
         this.#alert(msg.message);
         this.#updateControls();
@@ -604,6 +623,7 @@ export class LabController {
     this.#picture.reset({ now: () => (this.#clock ? (performance.now() - this.#runStartedAt) / 1000 : 0) });
     this.#wireSeen = false;
     this.#verdict = null;
+    this.#runFailed = false;
     this.#wireNote('');
     const result = this.#q('result');
     result.hidden = true;
@@ -611,23 +631,33 @@ export class LabController {
     this.#setProgress('');
   }
 
+  /**
+   * Every control from the lab's real state. Live, a lab is "busy" from Run until the sidecar
+   * says it is torn down: while it is being made (`#starting`), while it runs, while it is
+   * torn down (`#stopping`). Run is off all that time, Stop on until it is pressed; faults and
+   * the frame text only while it runs and is not being stopped, each when the sidecar's
+   * latest state allows it.
+   */
   #updateControls(): void {
     const live = this.#mode === 'live';
     const replaying = this.#mode === 'replay' && (this.#replayer?.running ?? false);
-    const running = live ? (this.#state?.running ?? false) : replaying;
+    const labRunning = live && (this.#state?.running ?? false);
+    const busy = live && (this.#starting || labRunning);
+    const running = live ? labRunning : replaying;
     const set = (name: string, enabled: boolean) => {
       const b = this.#buttons.get(name);
       if (b) b.disabled = !enabled;
     };
     set(
       'run',
-      (this.#mode === 'connecting' || this.#mode === 'disconnected' || this.#mode === 'none' || (live && !running) || (this.#mode === 'replay' && !replaying)) &&
+      (this.#mode === 'connecting' || this.#mode === 'disconnected' || this.#mode === 'none' || (live && !busy) || (this.#mode === 'replay' && !replaying)) &&
         !(this.#mode === 'connecting' && this.#runQueued),
     );
-    set('stop', (live && running && !this.#stopping) || replaying);
-    for (const [action] of ACTION_BUTTONS) set(action, live && this.#state !== null && actionAllowed(action, this.#state));
-    this.#q<HTMLInputElement>('frame-text').disabled = !(live && running);
-    for (const input of this.#inputs.values()) input.disabled = (live && (running || this.#starting)) || this.#mode === 'none';
+    set('stop', (busy && !this.#stopping) || replaying);
+    const acts = labRunning && !this.#stopping ? this.#state : null;
+    for (const [action] of ACTION_BUTTONS) set(action, acts !== null && actionAllowed(action, acts));
+    this.#q<HTMLInputElement>('frame-text').disabled = !(acts !== null && actionAllowed('send-frame', acts));
+    for (const input of this.#inputs.values()) input.disabled = busy || this.#mode === 'none';
     this.root.dataset.mode = this.#mode;
     this.root.dataset.running = String(running);
     this.root.querySelector('[data-lab="link"]')!.textContent = live && this.#state?.running ? (this.#state.linkUp ? 'network up' : 'network cut') : '';
@@ -636,11 +666,15 @@ export class LabController {
     this.#rescueFocus();
   }
 
-  /** A button that just got disabled must not take the keyboard focus with it. */
+  /**
+   * A control that just got disabled must not take the keyboard focus with it: it goes to
+   * the next one of its group that is on (Cut network → Restore network), else to Stop, Run…
+   */
   #rescueFocus(): void {
     const active = document.activeElement;
-    if (!(active instanceof HTMLButtonElement) || !this.root.contains(active) || !active.disabled) return;
-    const next = [this.#buttons.get('stop'), this.#buttons.get('run'), ...this.#buttons.values()].find((b) => b && !b.disabled);
+    if (!(active instanceof HTMLButtonElement || active instanceof HTMLInputElement) || !this.root.contains(active) || !active.disabled) return;
+    const group = [...(active.closest('.lab-group')?.querySelectorAll<HTMLButtonElement>('button') ?? [])];
+    const next = [...group, this.#buttons.get('stop'), this.#buttons.get('run'), ...this.#buttons.values()].find((b) => b && !b.disabled);
     if (next) next.focus();
     else this.root.focus();
   }
@@ -660,7 +694,8 @@ export class LabController {
     this.#runStartedAt = performance.now();
     clearInterval(this.#clock);
     const tick = () => {
-      this.#setProgress(`Running: ${((performance.now() - this.#runStartedAt) / 1000).toFixed(0)} s`);
+      // A run stopped while its lab was being made still starts: keep saying it is stopping.
+      if (!this.#stopping) this.#setProgress(`Running: ${((performance.now() - this.#runStartedAt) / 1000).toFixed(0)} s`);
       this.#picture.tick();
     };
     tick();

@@ -324,10 +324,12 @@ export class RunPicture {
         g.append(svg('line', { x1: x0, x2: x0, y1: y - 4, y2: y + 4 }));
         if (!n.open) g.append(svg('line', { x1: x1, x2: x1, y1: y - 4, y2: y + 4 }));
       }
-      // The label goes where there is room: right of the bracket, else left of it.
+      // The label goes where there is room: right of the bracket, else left of it, else (a
+      // bracket across most of the width) over its start, with a halo (Lab.astro's CSS).
+      const w = n.label.length * 6.2;
       const right = x1 + 6;
-      const fits = right + n.label.length * 6.2 < W - R;
-      g.append(svg('text', { x: fits ? right : x0 - 6, y: y + 4, 'text-anchor': fits ? 'start' : 'end' }, n.label));
+      const place = right + w < W - R ? { x: right, anchor: 'start' } : x0 - 6 - w > 2 ? { x: x0 - 6, anchor: 'end' } : { x: Math.max(2, Math.min(x0 + 6, W - R - w)), anchor: 'start' };
+      g.append(svg('text', { x: place.x, y: y + 4, 'text-anchor': place.anchor }, n.label));
       root.append(g);
     });
 

@@ -38,7 +38,9 @@ export class SocketTableView {
     this.#body = body;
     this.#note = note;
     this.#empty = document.createElement('tr');
+    this.#empty.setAttribute('role', 'row');
     const td = document.createElement('td');
+    td.setAttribute('role', 'cell');
     td.colSpan = 6;
     td.className = 'lab-sockets-empty';
     td.textContent = 'No sockets yet: press Run.';
@@ -72,9 +74,12 @@ export class SocketTableView {
       if (!known) {
         const tr = document.createElement('tr');
         tr.dataset.key = row.key;
+        // Explicit roles, as on the table (Lab.astro): a narrow lab shows rows as cards.
+        tr.setAttribute('role', 'row');
         const cells = ['state', 'local', 'peer', 'sendq', 'recvq', 'timer'].map((c) => {
           const td = document.createElement('td');
           td.className = `lab-col-${c}`;
+          td.setAttribute('role', 'cell');
           tr.append(td);
           return td;
         });

@@ -1,6 +1,17 @@
 /**
  * A read-only xterm.js pane. xterm (about 90 KB gzipped) is loaded on first use, when a lab
  * scrolls into view or Run is pressed; lines written before that are kept and flushed.
+ *
+ * Keyboard and screen readers. xterm's DOM rows are aria-hidden and its hidden textarea (an
+ * input nobody types into here) is no tab stop, so the pane's region (Lab.astro) is the tab
+ * stop: arrow keys, Page Up/Down, Home and End scroll the terminal through xterm's API.
+ * Screen readers read a visually hidden role="log" list that mirrors the last MIRROR_LINES
+ * lines as plain text. Not xterm's screenReaderMode: that costs no JavaScript (it is in the
+ * bundle anyway), but it fires an event per printed character, keeps an accessibility row
+ * per terminal row plus an assertive live region that only clears on a key press or blur, so
+ * in a terminal nobody types into it stops announcing after 20 lines, for good. The mirror is
+ * a few hundred bytes of script, at most MIRROR_LINES list items, polite, and it holds the
+ * text before xterm has even loaded.
  */
 import type { Terminal as XTerm, ITheme } from '@xterm/xterm';
 import type { FitAddon as XFitAddon } from '@xterm/addon-fit';
@@ -63,6 +74,27 @@ const LIGHT: ITheme = {
 export const isDark = (): boolean => document.documentElement.dataset.theme !== 'light';
 
 const MAX_PENDING = 2000;
+/** Lines the screen-reader mirror keeps (the oldest go). */
+export const MIRROR_LINES = 100;
+
+const stripAnsi = (s: string): string => s.replace(/\x1b\[[0-9;?]*[a-zA-Z]/g, '');
+
+/** The keys that scroll a focused pane, and how. */
+const SCROLL_KEYS: Record<string, (t: XTerm) => void> = {
+  ArrowUp: (t) => t.scrollLines(-1),
+  ArrowDown: (t) => t.scrollLines(1),
+  PageUp: (t) => t.scrollPages(-1),
+  PageDown: (t) => t.scrollPages(1),
+  Home: (t) => t.scrollToTop(),
+  End: (t) => t.scrollToBottom(),
+};
+
+export interface TermPaneOptions {
+  /** The focusable region around the terminal: it takes the scroll keys. */
+  region?: HTMLElement | null;
+  /** A visually hidden list (role="log") that mirrors the last lines for screen readers. */
+  mirror?: HTMLElement | null;
+}
 
 export class TermPane {
   readonly host: HTMLElement;
@@ -72,9 +104,23 @@ export class TermPane {
   #loading: Promise<void> | null = null;
   #resize: ResizeObserver | null = null;
   #frame = 0;
+  readonly #mirror: HTMLElement | null;
 
-  constructor(host: HTMLElement) {
+  constructor(host: HTMLElement, options: TermPaneOptions = {}) {
     this.host = host;
+    this.#mirror = options.mirror ?? null;
+    // Capture phase: xterm cancels the key events that reach its textarea (focused after a click).
+    options.region?.addEventListener(
+      'keydown',
+      (ev) => {
+        const scroll = SCROLL_KEYS[ev.key];
+        if (!scroll || !this.#term || ev.altKey || ev.ctrlKey || ev.metaKey || ev.shiftKey) return;
+        ev.preventDefault();
+        ev.stopPropagation();
+        scroll(this.#term);
+      },
+      true,
+    );
   }
 
   /** Creates the terminal (loading xterm first if needed). Safe to call many times. */
@@ -102,7 +148,7 @@ export class TermPane {
       // No cursor: nobody types here.
       term.write('\x1b[?25l');
       // xterm's hidden input would be a tab stop with nothing to type into: the pane's
-      // region is focusable instead (see Lab.astro), so keyboard users can still reach it.
+      // region is the tab stop instead (Lab.astro), and scrolls the terminal (see above).
       term.textarea?.setAttribute('tabindex', '-1');
       term.textarea?.setAttribute('aria-hidden', 'true');
       this.#term = term;
@@ -129,6 +175,13 @@ export class TermPane {
 
   writeln(text: string): void {
     const data = text + '\r\n';
+    const mirror = this.#mirror;
+    if (mirror) {
+      const li = document.createElement('li');
+      li.textContent = stripAnsi(text);
+      mirror.append(li);
+      if (mirror.childElementCount > MIRROR_LINES) mirror.firstElementChild!.remove();
+    }
     if (this.#term) this.#term.write(data);
     else {
       this.#pending.push(data);
@@ -138,6 +191,7 @@ export class TermPane {
 
   clear(): void {
     this.#pending = [];
+    this.#mirror?.replaceChildren();
     // Full reset: scrollback and screen; then hide the cursor again.
     this.#term?.reset();
     this.#term?.write('\x1b[?25l');
@@ -150,7 +204,7 @@ export class TermPane {
   /** Lines in the terminal, for tests and for copying: the buffer as plain text. */
   text(): string {
     const term = this.#term;
-    if (!term) return this.#pending.join('').replace(/\x1b\[[0-9;?]*[a-zA-Z]/g, '');
+    if (!term) return stripAnsi(this.#pending.join(''));
     const buf = term.buffer.active;
     const lines: string[] = [];
     for (let i = 0; i < buf.length; i++) lines.push(buf.getLine(i)?.translateToString(true) ?? '');
