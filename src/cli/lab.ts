@@ -97,6 +97,8 @@ function line(e: TimelineEvent): string | null {
       else text = `${e.src} > ${e.dst} [${e.flags}]${e.seq ? ` seq ${e.seq}` : ''}${e.ack !== null && e.ack !== undefined ? ` ack ${e.ack}` : ''} len ${e.length}`;
       break;
     case 'lab':
+      // The page's buttons open here; a terminal has none.
+      if (e.event === 'hands-on') return null;
       if (e.event === 'step') text = paint('bold', String(e.text));
       else if (e.event === 'ready') text = `lab ready (${e.mode}, kernel ${e.kernel}): server ${e.server}, client ${e.client}`;
       else {

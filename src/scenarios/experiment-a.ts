@@ -27,6 +27,7 @@ export default defineScenario({
     await ctx.lab.cut();
     const cutAt = Date.now();
     ctx.step(`Watch the server's kernel for ${p.wait} s.`);
+    ctx.openToLearner();
     await ctx.sleep(p.wait);
     const { rows, time } = await ctx.snapshot();
     const row = rowFor(rows, peer);

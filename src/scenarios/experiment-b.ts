@@ -35,6 +35,7 @@ export default defineScenario({
       ctx.step(`Reconnect from ${ctx.lab.clientAddress}.`);
       current = await connectAndSend(ctx, server, [], { name: `client-${i + 1}` });
     }
+    ctx.openToLearner();
     await ctx.sleep(p.settle);
     const { rows } = await ctx.snapshot();
     const oldConnections = old.map((peer) => ({ peer, state: rowFor(rows, peer)?.state ?? 'gone', noticed: noticed(server, peer) !== undefined }));

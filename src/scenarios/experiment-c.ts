@@ -75,6 +75,7 @@ export default defineScenario({
     };
     ctx.sockets.on('snapshot', watch);
     const expected = theory(p).expectedSeconds;
+    ctx.openToLearner();
     const error = await server.waitFor(['error', 'close'], (e) => e.fields.peer === peer, ctx, (expected + 10) * 1000, cutAt);
     ctx.sockets.off('snapshot', watch);
     // The capture sees the server's resends when the cut leaves its link up (nftables).

@@ -34,6 +34,7 @@ export default defineScenario({
     await ctx.lab.cut();
     const cutAt = Date.now();
     const expected = +(p.interval * p.misses).toFixed(3);
+    ctx.openToLearner();
     const timeout = await server.waitFor(['timeout', 'error', 'close'], (e) => e.fields.peer === peer, ctx, (expected + 10) * 1000, cutAt);
     return {
       expectedSeconds: expected,

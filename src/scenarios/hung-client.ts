@@ -50,6 +50,7 @@ export default defineScenario({
     const frozenAt = Date.now();
     const hbExpected = +(p.hbInterval * p.hbMisses).toFixed(3);
     const watchUntil = frozenAt + Math.max(keepaliveSeconds(p) + p.margin, p.userTimeout / 1000 + 1, hbExpected + 2) * 1000;
+    ctx.openToLearner();
     const hbTimeout = await hb.waitFor(['timeout', 'error', 'close'], (e) => e.fields.peer === hbPeer, ctx, watchUntil - Date.now(), frozenAt);
     await ctx.sleep(Math.max(0, (watchUntil - Date.now()) / 1000));
     const { rows } = await ctx.snapshot();

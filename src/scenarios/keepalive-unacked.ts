@@ -78,6 +78,7 @@ export default defineScenario({
     // machine (a room of labs) the line may come a moment after the claim's own lateness.
     const utDeadline = (utEcho?.time ?? Date.now()) + (p.userTimeout / 1000 + USER_TIMEOUT_LATENESS + 2) * 1000;
     const hbDeadline = cutAt + (p.hbInterval * p.hbMisses + 2) * 1000;
+    ctx.openToLearner();
     const [utEnd, hbEnd] = await Promise.all([
       ut.waitFor(['error', 'close'], (e) => e.fields.peer === utPeer, ctx, Math.max(0, utDeadline - Date.now()), cutAt),
       hb.waitFor(['timeout', 'error', 'close'], (e) => e.fields.peer === hbPeer, ctx, Math.max(0, hbDeadline - Date.now()), cutAt),

@@ -76,6 +76,7 @@ export default defineScenario({
     await ctx.lab.cut();
     const cutAt = Date.now();
     const t = { short: userTimeoutTick(p, p.shortUserTimeout), long: userTimeoutTick(p, p.userTimeout) };
+    ctx.openToLearner();
     const [shortEnd, longEnd] = await Promise.all([
       short.waitFor(['error', 'close'], (e) => e.fields.peer === shortPeer, ctx, (t.short + 10) * 1000, cutAt),
       long.waitFor(['error', 'close'], (e) => e.fields.peer === longPeer, ctx, (t.long + 10) * 1000, cutAt),

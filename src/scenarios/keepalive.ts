@@ -86,6 +86,7 @@ export default defineScenario({
     await ctx.lab.cut();
     const cutAt = Date.now();
     const expected = keepaliveSeconds(p);
+    ctx.openToLearner();
     const error = await server.waitFor(['error', 'close'], (e) => e.fields.peer === peer, ctx, (expected + 10) * 1000, cutAt);
     // The server's probes show on the wire when the capture runs and the cut leaves the
     // server's link up (nftables); its last packets may come a moment after its log line.

@@ -130,6 +130,12 @@ export class RunContext extends EventEmitter<{
   readonly signal: AbortSignal;
   /** The client started last: the one the page's buttons act on. */
   currentClient: Demo | null = null;
+  /**
+   * The scenario has done its own steps and is watching: from now on the learner's faults
+   * (cut, restore, freeze, send a frame…) are welcome. Before, one would break the script
+   * (a cut before the client connects fails the run), so the page's buttons stay off.
+   */
+  handsOn = false;
   #dropped = 0;
 
   constructor(lab: Lab, tcpdump: boolean, signal: AbortSignal, pollMs: number) {
@@ -166,6 +172,14 @@ export class RunContext extends EventEmitter<{
   /** A line of narration: what the scenario is doing now. */
   step(text: string): void {
     this.record({ t: this.lab.t(), source: 'lab', event: 'step', text });
+  }
+
+  /** The scenario's own steps are done: the learner may poke the lab from now on (see handsOn). */
+  openToLearner(): void {
+    if (this.handsOn) return;
+    this.handsOn = true;
+    this.record({ t: this.lab.t(), source: 'lab', event: 'hands-on', text: 'Your turn: the fault buttons are live while the lab watches (what you do changes this run).' });
+    this.emit('state');
   }
 
   /** Rejects with RunAbortedError when the run is stopped. */

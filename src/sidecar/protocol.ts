@@ -52,7 +52,7 @@ export const ClientMessage = z.discriminatedUnion('type', [
 ]);
 export type ClientMessage = z.infer<typeof ClientMessage>;
 
-export const ERROR_CODES = ['bad-message', 'unknown-scenario', 'bad-params', 'busy', 'capacity', 'no-lab', 'not-running', 'action-failed', 'run-failed', 'time-limit'] as const;
+export const ERROR_CODES = ['bad-message', 'unknown-scenario', 'bad-params', 'busy', 'capacity', 'no-lab', 'not-running', 'not-yet', 'action-failed', 'run-failed', 'time-limit'] as const;
 export type ErrorCode = (typeof ERROR_CODES)[number];
 
 /** Where a timeline event comes from: a pane of the page (src/scenarios/types.ts). */
@@ -93,6 +93,8 @@ export const LabState = z.strictObject({
   linkUp: z.boolean(),
   client: z.enum(['none', 'running', 'frozen', 'exited']),
   clientAddress: z.string().nullable(),
+  /** The scenario has done its own steps and watches: the learner's faults are welcome now. */
+  handsOn: z.boolean(),
 });
 export type LabState = z.infer<typeof LabState>;
 
@@ -152,6 +154,8 @@ export const ServerMessage = z.discriminatedUnion('type', [
       observations: z.record(z.string(), z.unknown()),
       checks: z.array(z.strictObject({ name: z.string(), held: z.boolean(), detail: z.string() })),
       wallSeconds: z.number(),
+      /** What the learner did to this run (its claim is about the run without them). */
+      interventions: z.array(z.strictObject({ action: z.string(), t: z.number() })),
     }),
   }),
   z.strictObject({ type: z.literal('stopped'), reason: z.string() }),

@@ -116,6 +116,8 @@ export class LabSession {
   #running: Promise<void> | null = null;
   #closed = false;
   #lastTable = '';
+  /** The learner's faults in the current run, for its result. */
+  #interventions: Array<{ action: string; t: number }> = [];
   #lastTableSent = 0;
   // A fixed one-second window: constant work per message, however hard a page floods.
   #windowStart = 0;
@@ -234,6 +236,7 @@ export class LabSession {
       linkUp: ctx ? ctx.lab.linkUp : true,
       client: !client ? 'none' : !client.running ? 'exited' : client.frozen ? 'frozen' : 'running',
       clientAddress: ctx ? ctx.lab.clientAddress : null,
+      handsOn: ctx ? ctx.handsOn && !ctx.lab.closed : false,
     };
   }
 
@@ -257,6 +260,7 @@ export class LabSession {
     const controller = new AbortController();
     this.#controller = controller;
     this.#lastTable = '';
+    this.#interventions = [];
     this.#budgets.clear();
     this.#pendingTable = null;
     this.#noticeTimer = setInterval(() => this.#flushDropped(), 1000);
@@ -268,7 +272,7 @@ export class LabSession {
           onContext: (ctx) => this.#watch(ctx, scenario, params),
         });
         const { timeline: _timeline, title: _title, ...rest } = result;
-        this.#send({ type: 'result', result: rest });
+        this.#send({ type: 'result', result: { ...rest, interventions: this.#interventions } });
       } catch (err) {
         if (err instanceof RunAbortedError) return;
         const message = err instanceof Error ? err.message : String(err);
@@ -326,6 +330,9 @@ export class LabSession {
   async #action(action: Action, payload?: string): Promise<void> {
     const ctx = this.#ctx;
     if (!ctx || ctx.lab.closed) return this.#error('not-running', `'${action}' needs a running lab; press Run first`);
+    // During the scenario's own steps a fault would break them (a cut before the client has
+    // connected fails the run): the buttons open when it starts watching.
+    if (!ctx.handsOn) return this.#error('not-yet', `'${action}': wait a moment, the scenario is still doing its own steps; the buttons open when it starts watching`);
     const client = ctx.currentClient;
     const needClient = (alive: boolean) => {
       if (!client || !client.proc.running) throw new Error('there is no client process running');
@@ -367,6 +374,7 @@ export class LabSession {
           await ctx.startClient(['--count', '1'], { name: 'client' });
           break;
       }
+      this.#interventions.push({ action, t: ctx.lab.t() });
     } catch (err) {
       this.#error('action-failed', `${action}: ${err instanceof Error ? err.message : String(err)}`);
     } finally {

@@ -39,6 +39,7 @@ export const testScenarios: Scenario[] = [
     async run(ctx, p) {
       const server = await ctx.startServer(['--no-echo']);
       await ctx.startClient(['--count', '1']);
+      ctx.openToLearner();
       await ctx.sleep(p.wait);
       return { serverLines: server.log.length };
     },

@@ -42,7 +42,7 @@ describe.skipIf(!capability.ok)(`one lab per connection${skipReason}`, () => {
     await b.next('hello');
     a.send({ type: 'run', scenario: 'hold', params: { wait: 60 } });
     await a.next('started');
-    await a.next('state', (m) => m.state.running && m.state.client === 'running');
+    await a.next('state', (m) => m.state.running && m.state.client === 'running' && m.state.handsOn);
 
     // B has no lab: whatever it sends finds none, and there is no way to name A's.
     for (const msg of [{ type: 'stop' }, { type: 'action', action: 'cut' }, { type: 'action', action: 'kill-client' }, { type: 'action', action: 'send-frame', payload: 'hi' }]) {
@@ -64,7 +64,7 @@ describe.skipIf(!capability.ok)(`one lab per connection${skipReason}`, () => {
     const bSince = b.messages.length;
     b.send({ type: 'run', scenario: 'hold', params: { wait: 60 } });
     await nextAfter(b, bSince, 'started');
-    await nextAfter(b, bSince, 'state', (m) => (m as { state: { client: string } }).state.client === 'running');
+    await nextAfter(b, bSince, 'state', (m) => (m as { state: { client: string; handsOn: boolean } }).state.client === 'running' && (m as { state: { handsOn: boolean } }).state.handsOn);
     const aSince = a.messages.length;
     b.send({ type: 'action', action: 'cut' });
     await nextAfter(b, bSince, 'state', (m) => !(m as { state: { linkUp: boolean } }).state.linkUp);

@@ -129,8 +129,10 @@ describe.skipIf(!capability.ok)(`labs through the sidecar${skipReason}`, () => {
     // The server's accept shows up in its terminal stream.
     await c.next('event', (m) => m.event.source === 'server' && m.event.event === 'accept');
     await c.next('event', (m) => m.event.source === 'lab' && m.event.event === 'cut');
-    const state = await c.next('state', (m) => m.state.running && !m.state.linkUp);
+    // The buttons open once the scenario has done its own steps (here: its cut).
+    const state = await c.next('state', (m) => m.state.running && !m.state.linkUp && m.state.handsOn);
     expect(state.state.linkUp).toBe(false);
+    await c.next('event', (m) => m.event.source === 'lab' && m.event.event === 'hands-on');
     c.send({ type: 'action', action: 'restore' });
     await c.next('event', (m) => m.event.source === 'lab' && m.event.event === 'restore');
     const rows = await c.next('sockets', (m) => m.rows.some((r) => r.state === 'ESTAB'));
@@ -141,6 +143,30 @@ describe.skipIf(!capability.ok)(`labs through the sidecar${skipReason}`, () => {
     while ((labProcesses(process.pid).length > 0 || srv.sidecar.slots.running > 0) && Date.now() - closedAt < 2000) await new Promise((r) => setTimeout(r, 50));
     expect(labProcesses(process.pid)).toEqual([]);
     expect(srv.sidecar.slots.running).toBe(0);
+  });
+
+  it("refuses a fault during the scenario's own steps, says why, and the run goes on", async () => {
+    const c = new CheckedClient(srv.port);
+    await c.next('hello');
+    c.send({ type: 'run', scenario: 'experiment-a', params: { wait: 10 } });
+    const started = await c.next('started');
+    expect(started.scenario).toBe('experiment-a');
+    // Before the scenario has cut the network itself: the learner's cut would break its steps.
+    const before = await c.next('state', (m) => m.state.running);
+    expect(before.state.handsOn).toBe(false);
+    c.send({ type: 'action', action: 'cut' });
+    const err = await c.next('error');
+    expect(err.code).toBe('not-yet');
+    expect(err.message).toMatch(/^'cut': wait a moment, the scenario is still doing its own steps/);
+    // The scenario's own cut comes, then the buttons open; a restore is then applied and recorded.
+    await c.next('state', (m) => m.state.handsOn && !m.state.linkUp);
+    c.send({ type: 'action', action: 'restore' });
+    await c.next('event', (m) => m.event.source === 'lab' && m.event.event === 'restore');
+    const result = await c.next('result');
+    expect(result.result.interventions.map((i) => i.action)).toEqual(['restore']);
+    const stopped = await c.next('stopped');
+    expect(stopped.reason).toBe('finished');
+    c.close();
   });
 
   it('caps concurrent labs with a clear message', async () => {

@@ -75,7 +75,7 @@ describe('the picture of a recorded run', () => {
     expect(m.detection!.detected).toBeNull();
     expect(packets(m).filter((p) => p.t > m.detection!.fault!.t)).toEqual([]);
     const watched = rec.timeline[rec.timeline.length - 1]!.t - m.detection!.fault!.t;
-    expect(m.summary.join(' ')).toContain(`had not noticed ${watched.toFixed(1)} s after the cut`);
+    expect(m.summary.join(' ')).toContain(`had not noticed ${+watched.toFixed(1)} s after the cut`);
   });
 
   it('fd-exhaustion: five cuts, accept() failing with EMFILE, connections piling up', () => {

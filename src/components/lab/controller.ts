@@ -41,7 +41,7 @@ const ACTION_BUTTONS: Array<[Action, string]> = [
 
 /** When each fault makes sense, from the sidecar's latest state (it checks again). */
 function actionAllowed(action: Action, s: LabState): boolean {
-  if (!s.running) return false;
+  if (!s.running || !s.handsOn) return false;
   switch (action) {
     case 'cut':
       return s.linkUp;
@@ -726,7 +726,9 @@ export class LabController {
   }
 
   #logLine(e: TimelineEvent): void {
-    const kind = e.event === 'step' ? 'step' : e.event === 'ready' ? 'ready' : 'fault';
+    // A recording's "your turn" has no buttons behind it.
+    if (e.event === 'hands-on' && this.#mode !== 'live') return;
+    const kind = e.event === 'step' || e.event === 'hands-on' ? 'step' : e.event === 'ready' ? 'ready' : 'fault';
     this.#append(this.#q('log'), el('li', { class: `lab-log-${kind}`, 'data-event': e.event }, el('span', { class: 'lab-t', text: `${seconds(e.t, 0)} s` }), ' ', labText(e)));
   }
 
@@ -780,6 +782,7 @@ export class LabController {
       el('p', {}, el('strong', { text: 'Theory: ' }), result.theory.summary),
       checks,
       el('p', { class: 'lab-measured' }, measured, params ? ` Parameters: ${params}.` : ''),
+      ...interventionNote(result),
       el('details', {}, el('summary', { text: 'Everything measured (observations)' }), el('pre', { text: JSON.stringify(result.observations, null, 2) })),
     );
     box.dataset.held = String(held);
@@ -787,6 +790,21 @@ export class LabController {
     this.#verdict = verdict;
     this.#setProgress(`${verdict}. The result is below the picture of the run.`);
   }
+}
+
+/** A run the learner changed says so: its claim is about the run as the scenario scripts it. */
+function interventionNote(result: RunResult | Recording): HTMLElement[] {
+  const done = 'interventions' in result ? result.interventions : [];
+  if (!done.length) return [];
+  const list = done.map((i) => `${i.action} at ${i.t.toFixed(1)} s`).join(', ');
+  return [
+    el(
+      'p',
+      { class: 'lab-interventions' },
+      el('strong', { text: 'You changed this run: ' }),
+      `${list}. The claim is about the run without your changes; run it again without them to compare.`,
+    ),
+  ];
 }
 
 /** Starts every lab on the page (once each). */

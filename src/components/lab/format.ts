@@ -108,6 +108,7 @@ export const str = (v: unknown): string => (v === null || v === undefined ? '' :
 export function labText(e: TimelineEvent): string {
   switch (e.event) {
     case 'step':
+    case 'hands-on':
       return str(e.text);
     case 'ready':
       return `Lab ready: Linux ${str(e.kernel)} (${str(e.mode)}); server ${str(e.server)}, client ${str(e.client)}.`;
