@@ -120,7 +120,8 @@ export interface LoadReport {
   labSeconds: number;
   /** What the labs' processes (namespace holders, demos, ss, tcpdump) held at the peak. */
   labProcessesPeak: number;
-  labProcessesRssPeakMb: number;
+  /** The machine's memory in use (MemTotal − MemAvailable) at the peak, above what it was before the load: server and labs together, shared pages counted once. */
+  memoryUsedPeakMb: number | null;
   /** Share of the machine's CPUs busy (not idle, not iowait) while the load ran: others' work included. */
   machineCpuBusyPercent: number | null;
   loadAverage1m: number;
@@ -132,6 +133,15 @@ export interface LoadReport {
   /** Lab processes still alive after the server had stopped (they were then killed). */
   leftBehind: string[];
   outcomes: LabOutcome[];
+}
+
+function memAvailableKb(): number | null {
+  try {
+    const m = /^MemAvailable:\s+(\d+) kB/m.exec(readFileSync('/proc/meminfo', 'utf8'));
+    return m ? Number(m[1]) : null;
+  } catch {
+    return null;
+  }
 }
 
 function cpuTimes(): { busy: number; total: number } | null {
@@ -231,11 +241,13 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
   });
   const cpuBefore = cpuTimes();
   let labPeak = 0;
-  let labRssPeakKb = 0;
+  const availableBefore = memAvailableKb();
+  let minAvailableKb = Number.POSITIVE_INFINITY;
   const sampler = setInterval(() => {
     const procs: TaggedProcess[] = labProcessesOf(server.pid);
     labPeak = Math.max(labPeak, procs.length);
-    labRssPeakKb = Math.max(labRssPeakKb, procs.reduce((a, p) => a + p.rssKb, 0));
+    const avail = memAvailableKb();
+    if (avail !== null) minAvailableKb = Math.min(minAvailableKb, avail);
   }, 2000);
   const starting = new Slots(pace);
   let outcomes: LabOutcome[] = [];
@@ -334,7 +346,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
     labsCpuSeconds: round(labsCpuSeconds, 1),
     labSeconds: round(running.reduce((a, [from, to]) => a + (to - from) / 1000, 0), 1)!,
     labProcessesPeak: labPeak,
-    labProcessesRssPeakMb: round(labRssPeakKb / 1024, 0)!,
+    memoryUsedPeakMb: availableBefore !== null && Number.isFinite(minAvailableKb) ? round(Math.max(0, availableBefore - minAvailableKb) / 1024, 0) : null,
     machineCpuBusyPercent: cpuBefore && cpuAfter ? round((100 * (cpuAfter.busy - cpuBefore.busy)) / (cpuAfter.total - cpuBefore.total), 0) : null,
     loadAverage1m: Number(readFileSync('/proc/loadavg', 'utf8').split(' ')[0]),
     wallSeconds: round((performance.now() - started) / 1000, 1)!,
@@ -369,7 +381,8 @@ export function formatLoad(r: LoadReport): string {
     'detection error      measured − theory, ms',
     ...Object.entries(r.detectionErrorMs).map(([id, e]) => `  ${id.padEnd(19)}${String(e.runs).padStart(3)} runs   p50 ${signed(e.p50).padStart(6)}   min ${signed(e.min).padStart(6)}   max ${signed(e.max).padStart(6)}`),
     `server               RSS peak ${r.serverRssPeakMb} MB, ${r.serverCpuSeconds} s of CPU`,
-    `labs' processes      peak ${r.labProcessesPeak} processes, ${r.labProcessesRssPeakMb} MB RSS together; ${r.labsCpuSeconds} s of CPU over ${r.labSeconds} lab-seconds${perLab}`,
+    `labs' processes      peak ${r.labProcessesPeak} processes; ${r.labsCpuSeconds} s of CPU over ${r.labSeconds} lab-seconds${perLab}`,
+    `memory               ${r.memoryUsedPeakMb} MB more in use at the peak than before (server and labs, shared pages once)`,
     `machine              ${r.machineCpuBusyPercent}% of the CPUs busy meanwhile (other work included); load average ${r.loadAverage1m}`,
     `wall time            ${r.wallSeconds} s (deadline ${r.deadlineSeconds} s${r.deadlineHit ? ', HIT' : ''})`,
     `teardown             server ${r.serverEnded}; left behind: ${r.leftBehind.length ? r.leftBehind.join(', ') : 'nothing'}`,
