@@ -503,13 +503,27 @@ describe('the lab WebSocket under fuzzing', () => {
     other.close();
   });
 
-  it('a flood of connections: each is greeted, and all of them go away without a trace', async () => {
-    const opened = await Promise.all(Array.from({ length: 300 }, () => Page.open(server.port)));
+  it('a flood of connections: greeted up to the cap, refused with 503 past it, and all of them go away without a trace', async () => {
+    // The server runs with --max-labs 4: at most max(32, 4 × 4) = 32 lab connections at once.
+    const CAP = 32;
+    const tries = await Promise.allSettled(Array.from({ length: 300 }, () => Page.open(server.port)));
+    const opened = tries.flatMap((t) => (t.status === 'fulfilled' ? [t.value] : []));
+    const refused = tries.flatMap((t) => (t.status === 'rejected' ? [String(t.reason)] : []));
     expect(opened.every((p) => p.received[0]?.type === 'hello')).toBe(true);
+    // The well-behaved page (and any other open one) holds a place too.
+    expect(opened.length).toBeGreaterThanOrEqual(CAP - 4);
+    expect(opened.length).toBeLessThanOrEqual(CAP);
+    expect(refused.length).toBe(300 - opened.length);
+    for (const r of refused) expect(r).toMatch(/503/);
     // Half go away politely, half vanish (TCP reset, no close frame).
     opened.forEach((p, i) => (i % 2 ? p.close() : p.ws.terminate()));
     await Promise.all(opened.map((p) => p.closed));
     expect(await until(() => server.stats().fds <= baseline.fds + (goodPage.loop ? 40 : 0), 5000)).toBe(true);
+    // Their places are free again.
+    const again = await Page.open(server.port);
+    expect(again.received[0]?.type).toBe('hello');
+    again.close();
+    await again.closed;
     expect(server.alive).toBe(true);
   });
 });
