@@ -70,6 +70,17 @@ describe('the picture of a recorded run', () => {
     expect(packets(hb.m).some((p) => p.kind === 'data' && p.note === 'heartbeat ping')).toBe(true);
   });
 
+  it('keepalive-user-timeout: the long user timeout is the detection, keepalive alone and the short one are marked', () => {
+    const { rec, m } = picture('keepalive-user-timeout');
+    const o = rec.observations as Record<string, number>;
+    expect(m.detection!.detected!.seconds).toBeCloseTo(o.detectedAfterSeconds!, 2);
+    expect(m.detection!.expected!.seconds).toBe((rec.theory as Record<string, number>).expectedSeconds);
+    expect(m.detection!.extra.map((x) => x.label)).toEqual([
+      expect.stringMatching(/^keepalive alone would give up here: 5 s$/),
+      expect.stringMatching(/^the server with the short user timeout gives up at this tick: 4 s$/),
+    ]);
+  });
+
   it('experiment-a: nothing detected, and the summary says for how long', () => {
     const { rec, m } = picture('experiment-a');
     expect(m.detection!.detected).toBeNull();

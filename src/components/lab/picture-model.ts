@@ -459,8 +459,8 @@ interface DetectionSpec {
   /** What the theory counts from: the last such event before the fault, or the first after it. */
   anchor?: Match & { when: 'before' | 'after'; label: string };
   detect: Match;
-  /** A theory key with another deadline to show (and where it counts from). */
-  extra?: { key: string; label: string; anchor: Match & { when: 'before' | 'after' } };
+  /** Theory keys with other deadlines to show (and where each counts from). */
+  extra?: Array<{ key: string; label: string; anchor: Match & { when: 'before' | 'after' } }>;
   who?: string;
 }
 
@@ -485,15 +485,25 @@ const DETECTION: Record<string, DetectionSpec> = {
     fault: 'freeze',
     anchor: { source: 'server', name: 'server-heartbeat', events: ['pong'], when: 'before', label: 'the last heartbeat reply' },
     detect: { source: 'server', name: 'server-heartbeat', events: NOTICE },
-    extra: { key: 'keepaliveSeconds', label: 'keepalive would have given up by now, had its probes gone unanswered', anchor: { source: 'client', name: 'client-keepalive', events: ['recv'], when: 'before' } },
+    extra: [{ key: 'keepaliveSeconds', label: 'keepalive would have given up by now, had its probes gone unanswered', anchor: { source: 'client', name: 'client-keepalive', events: ['recv'], when: 'before' } }],
     who: 'the heartbeat server',
   },
   'keepalive-unacked': {
     fault: 'cut',
     anchor: { source: 'server', name: 'server-user-timeout', events: ['echo'], when: 'after', label: 'its unacknowledged write' },
     detect: { source: 'server', name: 'server-user-timeout', events: NOTICE },
-    extra: { key: 'keepaliveSeconds', label: 'keepalive alone would fire on an idle connection', anchor: { source: 'server', name: 'server-keepalive', events: ['echo'], when: 'after' } },
+    extra: [{ key: 'keepaliveSeconds', label: 'keepalive alone would fire on an idle connection', anchor: { source: 'server', name: 'server-keepalive', events: ['echo'], when: 'after' } }],
     who: 'the server with TCP_USER_TIMEOUT',
+  },
+  'keepalive-user-timeout': {
+    fault: 'cut',
+    anchor: { source: 'client', name: 'client-long-timeout', events: ['recv'], when: 'before', label: 'the last traffic' },
+    detect: { source: 'server', name: 'server-long-timeout', events: NOTICE },
+    extra: [
+      { key: 'keepaliveSeconds', label: 'keepalive alone would give up here', anchor: { source: 'client', name: 'client-long-timeout', events: ['recv'], when: 'before' } },
+      { key: 'shortExpectedSeconds', label: 'the server with the short user timeout gives up at this tick', anchor: { source: 'client', name: 'client-short-timeout', events: ['recv'], when: 'before' } },
+    ],
+    who: 'the server with the long user timeout',
   },
   'experiment-c': {
     fault: 'cut',
@@ -528,9 +538,10 @@ function detectionOf(scenario: string, events: readonly TimelineEvent[], theory:
   if (expectedSeconds !== null && (!spec.anchor || d.anchor)) {
     d.expected = { t: from.t + expectedSeconds, seconds: expectedSeconds, label: `theory: ${duration(expectedSeconds)} after ${from.label}` };
   }
-  if (spec.extra && typeof theory?.[spec.extra.key] === 'number') {
-    const a = find(events, spec.extra.anchor, spec.extra.anchor.when, faultEvent.t);
-    if (a) d.extra.push({ t: a.t + (theory[spec.extra.key] as number), label: `${spec.extra.label}: ${duration(theory[spec.extra.key] as number)}` });
+  for (const x of spec.extra ?? []) {
+    if (typeof theory?.[x.key] !== 'number') continue;
+    const a = find(events, x.anchor, x.anchor.when, faultEvent.t);
+    if (a) d.extra.push({ t: a.t + (theory[x.key] as number), label: `${x.label}: ${duration(theory[x.key] as number)}` });
   }
   const hit = events.find((e) => e.t >= faultEvent.t && matches(spec.detect, e));
   if (hit) {
