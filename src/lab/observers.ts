@@ -171,6 +171,7 @@ export interface WireStatus {
 export class WireCapture extends EventEmitter<{ packet: [Packet]; status: [WireStatus] }> {
   readonly ready: Promise<WireStatus>;
   #proc: LabProcess | null = null;
+  #stopped = false;
 
   constructor(lab: Lab, tcpdumpAvailable: boolean) {
     super();
@@ -199,6 +200,11 @@ export class WireCapture extends EventEmitter<{ packet: [Packet]; status: [WireS
       });
       proc.exited.then(() => {
         clearTimeout(timer);
+        if (this.#stopped) {
+          // Stopped by us (the run ended, or Stop while the lab was being made): not a failure of tcpdump.
+          resolve({ available: false, note: 'The run ended before the capture started.' });
+          return;
+        }
         const reason = errors.join(' ').trim();
         const note =
           lab.mode === 'userns' && /change to|uid|Operation not permitted/i.test(reason)
@@ -211,6 +217,7 @@ export class WireCapture extends EventEmitter<{ packet: [Packet]; status: [WireS
   }
 
   stop(): void {
+    this.#stopped = true;
     this.#proc?.signal('SIGKILL');
   }
 }
