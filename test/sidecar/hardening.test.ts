@@ -20,6 +20,7 @@ import labSidecar from '../../src/sidecar/astro-integration.ts';
 import { connectionCap, type Sidecar } from '../../src/sidecar/sidecar.ts';
 import { isLoopbackAddress } from '../../src/sidecar/sockets.ts';
 import { freePort, startServerChild, startTestServer, type ServerChild } from '../helpers/server.ts';
+import { ensureBuilt } from '../helpers/site.ts';
 import { CheckedClient, checkedMessages, expectValidMessages, serverMessageProblem } from './checked-client.ts';
 
 // Every message the sidecar sent in a test must fit its schema (src/sidecar/protocol.ts).
@@ -116,6 +117,8 @@ let trainer: ServerChild;
 let died = '';
 
 beforeAll(async () => {
+  // The servers serve the built site: a page must be there to be refused or served.
+  await ensureBuilt();
   [loopback, trainer] = await Promise.all([startServerChild('test', []), startServerChild('test', ['--host', '0.0.0.0', '--token', token])]);
   for (const [name, child] of [
     ['loopback', loopback],

@@ -13,6 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { serveStatic } from '../../src/server/static.ts';
 import { startTestServer } from '../helpers/server.ts';
+import { ensureBuilt } from '../helpers/site.ts';
 
 // Files whose read fails as if they vanished after they were looked up (a rebuild).
 const vanishing = vi.hoisted(() => new Set<string>());
@@ -233,6 +234,7 @@ describe('npm start’s static files (dist/)', () => {
   const dist = fileURLToPath(new URL('../../dist/', import.meta.url));
   let srv: Awaited<ReturnType<typeof startTestServer>>;
   beforeAll(async () => {
+    await ensureBuilt();
     srv = await startTestServer();
   });
   afterAll(async () => {
