@@ -94,11 +94,12 @@ export class ServerProcess {
   }
 
   /** Collects garbage in the server, then measures: heap after GC, RSS and descriptors. */
-  async measure(): Promise<{ rssKiB: number; fds: number; heapUsedKiB: number; sessions: number; labs: number }> {
+  async measure(): Promise<{ rssKiB: number; fds: number; heapUsedKiB: number; externalKiB: number; sessions: number; labs: number }> {
     const answer = this.#next();
     this.child.stdin!.write('gc\n');
     const a = (await answer) as { gc: NodeJS.MemoryUsage; sessions: number; labs: number };
-    return { ...this.stats(), heapUsedKiB: Math.round(a.gc.heapUsed / 1024), sessions: a.sessions, labs: a.labs };
+    // external: memory outside the JS heap that JS objects hold (Buffers among it).
+    return { ...this.stats(), heapUsedKiB: Math.round(a.gc.heapUsed / 1024), externalKiB: Math.round(a.gc.external / 1024), sessions: a.sessions, labs: a.labs };
   }
 
   /** SIGINT, as Ctrl+C: every lab is stopped, then the process exits. */
