@@ -4,9 +4,10 @@
  * can check afterwards that the server's labs left nothing behind.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { connect, createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
+import { taggedProcesses } from '../../src/lab/lab.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const MAIN = fileURLToPath(new URL('../../src/server/main.ts', import.meta.url));
@@ -40,23 +41,17 @@ export interface TaggedProcess {
   pid: number;
   tag: string;
   cmd: string;
-  rssKb: number;
 }
 
 /** Processes on this machine that carry a lab tag (of `ownerPid`'s labs, or of any). */
 export function labProcessesOf(ownerPid?: number): TaggedProcess[] {
   const found: TaggedProcess[] = [];
-  for (const d of readdirSync('/proc')) {
-    if (!/^\d+$/.test(d)) continue;
+  for (const { pid, tag } of taggedProcesses()) {
+    if (ownerPid !== undefined && !tag.startsWith(`${ownerPid}:`)) continue;
     try {
-      const env = readFileSync(`/proc/${d}/environ`, 'latin1').split('\0').find((e) => e.startsWith('KEEPALIVE_LAB='));
-      if (!env) continue;
-      const tag = env.slice('KEEPALIVE_LAB='.length);
-      if (ownerPid !== undefined && !tag.startsWith(`${ownerPid}:`)) continue;
-      const cmd = readFileSync(`/proc/${d}/cmdline`, 'latin1').replace(/\0/g, ' ').trim();
-      found.push({ pid: Number(d), tag, cmd, rssKb: statusKb(Number(d), 'VmRSS') ?? 0 });
+      found.push({ pid, tag, cmd: readFileSync(`/proc/${pid}/cmdline`, 'latin1').replace(/\0/g, ' ').trim() });
     } catch {
-      /* gone meanwhile, or not readable */
+      /* gone meanwhile */
     }
   }
   return found;

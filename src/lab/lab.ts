@@ -588,14 +588,18 @@ export function delay(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
 
-/** Kills every process whose KEEPALIVE_LAB tag matches. Returns how many were killed. */
-function sweepProcesses(match: (tag: string) => boolean): number {
-  let killed = 0;
+/**
+ * Every process on this machine that carries a KEEPALIVE_LAB tag (this one excepted), with
+ * its tag: the one place that reads the tags from /proc (the sweeps, the load script and
+ * the tests use it).
+ */
+export function taggedProcesses(): Array<{ pid: number; tag: string }> {
+  const found: Array<{ pid: number; tag: string }> = [];
   let pids: string[];
   try {
     pids = readdirSync('/proc').filter((d) => /^\d+$/.test(d));
   } catch {
-    return 0;
+    return found;
   }
   for (const pid of pids) {
     if (Number(pid) === process.pid) continue;
@@ -606,12 +610,19 @@ function sweepProcesses(match: (tag: string) => boolean): number {
       continue; // gone, or not ours to read
     }
     const entry = environ.split('\0').find((e) => e.startsWith('KEEPALIVE_LAB='));
-    if (!entry) continue;
-    const tag = entry.slice('KEEPALIVE_LAB='.length);
+    if (entry) found.push({ pid: Number(pid), tag: entry.slice('KEEPALIVE_LAB='.length) });
+  }
+  return found;
+}
+
+/** Kills every process whose KEEPALIVE_LAB tag matches. Returns how many were killed. */
+function sweepProcesses(match: (tag: string) => boolean): number {
+  let killed = 0;
+  for (const { pid, tag } of taggedProcesses()) {
     if (!match(tag)) continue;
     try {
-      process.kill(Number(pid), 'SIGCONT');
-      process.kill(Number(pid), 'SIGKILL');
+      process.kill(pid, 'SIGCONT');
+      process.kill(pid, 'SIGKILL');
       killed++;
     } catch {
       /* already gone */

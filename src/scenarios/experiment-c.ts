@@ -78,8 +78,7 @@ export default defineScenario({
     ctx.openToLearner();
     const error = await server.waitFor(['error', 'close'], (e) => e.fields.peer === peer, ctx, (expected + 10) * 1000, cutAt);
     ctx.sockets.off('snapshot', watch);
-    // The capture sees the server's resends when the cut leaves its link up (nftables).
-    const onWire = (await ctx.wire.ready).available && ctx.lab.cutMethod === 'nft';
+    const onWire = await ctx.seesCutOnWire();
     if (onWire) await ctx.sleep(0.2);
     ctx.wire.off('packet', onPacket);
     // Times of the resends after the original (which left as the server wrote), and the gaps.

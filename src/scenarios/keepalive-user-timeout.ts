@@ -81,7 +81,7 @@ export default defineScenario({
       short.waitFor(['error', 'close'], (e) => e.fields.peer === shortPeer, ctx, (t.short + 10) * 1000, cutAt),
       long.waitFor(['error', 'close'], (e) => e.fields.peer === longPeer, ctx, (t.long + 10) * 1000, cutAt),
     ]);
-    const onWire = (await ctx.wire.ready).available && ctx.lab.cutMethod === 'nft';
+    const onWire = await ctx.seesCutOnWire();
     if (onWire) await ctx.sleep(0.3);
     ctx.sockets.off('snapshot', watch);
     shortProbes.stop();

@@ -88,9 +88,8 @@ export default defineScenario({
     const expected = keepaliveSeconds(p);
     ctx.openToLearner();
     const error = await server.waitFor(['error', 'close'], (e) => e.fields.peer === peer, ctx, (expected + 10) * 1000, cutAt);
-    // The server's probes show on the wire when the capture runs and the cut leaves the
-    // server's link up (nftables); its last packets may come a moment after its log line.
-    const onWire = (await ctx.wire.ready).available && ctx.lab.cutMethod === 'nft';
+    // Its last packets may come a moment after the server's log line.
+    const onWire = await ctx.seesCutOnWire();
     if (onWire) await ctx.sleep(0.3);
     ctx.sockets.off('snapshot', watch);
     probes.stop();

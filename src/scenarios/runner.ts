@@ -174,6 +174,14 @@ export class RunContext extends EventEmitter<{
     this.record({ t: this.lab.t(), source: 'lab', event: 'step', text });
   }
 
+  /**
+   * Does the capture see what the server sends to a cut-off client? Only with tcpdump and a
+   * cut that leaves the server's link up (nftables); a link set down sends nothing.
+   */
+  async seesCutOnWire(): Promise<boolean> {
+    return (await this.wire.ready).available && this.lab.cutMethod === 'nft';
+  }
+
   /** The scenario's own steps are done: the learner may poke the lab from now on (see handsOn). */
   openToLearner(): void {
     if (this.handsOn) return;

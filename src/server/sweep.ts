@@ -8,8 +8,8 @@
  * such processes whose owner is gone, let `sweepOrphans()` (the one place that kills them)
  * remove them, and report what went.
  */
-import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
-import { sweepOrphans } from '../lab/lab.ts';
+import { readFileSync, readlinkSync } from 'node:fs';
+import { sweepOrphans, taggedProcesses } from '../lab/lab.ts';
 
 export interface Leftover {
   pid: number;
@@ -38,30 +38,17 @@ function startTime(pid: number): string | null {
 /** Tagged processes whose owner is no longer running (the same rule as sweepOrphans()). */
 export function findLeftovers(): Leftover[] {
   const found: Leftover[] = [];
-  let pids: string[];
-  try {
-    pids = readdirSync('/proc').filter((d) => /^\d+$/.test(d));
-  } catch {
-    return found;
-  }
-  for (const d of pids) {
-    const pid = Number(d);
-    if (pid === process.pid) continue;
+  for (const { pid, tag } of taggedProcesses()) {
+    const [ownerPid, ownerStart] = tag.split(':');
+    const owner = Number(ownerPid);
+    if (owner === process.pid) continue;
+    const ownerStarted = startTime(owner);
+    if (ownerStarted !== null && ownerStarted === ownerStart) continue; // its owner still runs
     try {
-      const entry = readFileSync(`/proc/${d}/environ`, 'latin1')
-        .split('\0')
-        .find((e) => e.startsWith('KEEPALIVE_LAB='));
-      if (!entry) continue;
-      const tag = entry.slice('KEEPALIVE_LAB='.length);
-      const [ownerPid, ownerStart] = tag.split(':');
-      const owner = Number(ownerPid);
-      if (owner === process.pid) continue;
-      const ownerStarted = startTime(owner);
-      if (ownerStarted !== null && ownerStarted === ownerStart) continue; // its owner still runs
-      const cmd = readFileSync(`/proc/${d}/cmdline`, 'latin1').replace(/\0/g, ' ').trim();
+      const cmd = readFileSync(`/proc/${pid}/cmdline`, 'latin1').replace(/\0/g, ' ').trim();
       let netns: string | null = null;
       try {
-        netns = readlinkSync(`/proc/${d}/ns/net`);
+        netns = readlinkSync(`/proc/${pid}/ns/net`);
       } catch {
         /* not ours to read */
       }
