@@ -218,13 +218,37 @@ describe.skipIf(!chromiumAvailable)(`the playground in a browser${chromiumAvaila
       const page = await context.newPage();
       await page.goto(`http://127.0.0.1:${port}/lab/experiment-a/`);
       await expect.poll(() => page.locator('[data-lab="status"]').innerText(), { timeout: 15_000 }).toMatch(/live/i);
-      await page.getByRole('button', { name: 'Run', exact: true }).click();
-      const stop = page.getByRole('button', { name: 'Stop', exact: true });
-      expect(await stop.isEnabled()).toBe(true);
-      await stop.click();
-      expect(await stop.isEnabled()).toBe(false);
-      expect(await page.getByRole('button', { name: 'Run', exact: true }).isEnabled()).toBe(false);
+      // Every change of Run, Stop and the progress line, as the page saw it: the sidecar may make
+      // and tear down a lab faster than a check from here could look at the buttons between.
+      await page.evaluate(() => {
+        const root = document.querySelector('[data-lab-root]')!;
+        const run = root.querySelector<HTMLButtonElement>('[data-action="run"]')!;
+        const stop = root.querySelector<HTMLButtonElement>('[data-action="stop"]')!;
+        const progress = root.querySelector('[data-lab="progress"]')!;
+        const seen: { run: boolean; stop: boolean; progress: string }[] = [];
+        (window as unknown as { labSeen: typeof seen }).labSeen = seen;
+        const note = () => {
+          const now = { run: !run.disabled, stop: !stop.disabled, progress: progress.textContent ?? '' };
+          const last = seen.at(-1);
+          if (!last || last.run !== now.run || last.stop !== now.stop || last.progress !== now.progress) seen.push(now);
+        };
+        new MutationObserver(note).observe(root, { subtree: true, attributes: true, attributeFilter: ['disabled'], childList: true, characterData: true });
+        // Run and at once Stop, in one task: the Stop reaches the sidecar while it makes the lab.
+        run.click();
+        note();
+        stop.click();
+        note();
+      });
       await expect.poll(() => page.locator('[data-lab="progress"]').innerText(), { timeout: 20_000 }).toBe('Run stopped; the lab was torn down.');
+      const seen = await page.evaluate(() => (window as unknown as { labSeen: { run: boolean; stop: boolean; progress: string }[] }).labSeen);
+      // Run pressed: Run off, Stop on; Stop pressed while the lab is being made: both off, and it says so.
+      expect(seen[0]).toEqual({ run: false, stop: true, progress: 'Starting a lab…' });
+      expect(seen[1]).toEqual({ run: false, stop: false, progress: 'Stopping: the lab is being made, then it is torn down…' });
+      // Run stays off, Stop too, until the sidecar says the lab is gone.
+      const gone = seen.findIndex((s) => s.progress === 'Run stopped; the lab was torn down.');
+      expect(gone, JSON.stringify(seen)).toBeGreaterThan(1);
+      for (const s of seen.slice(1, gone)) expect(s, JSON.stringify(seen)).toMatchObject({ run: false, stop: false });
+      expect(seen.slice(1, gone).every((s) => !/^Running/.test(s.progress)), JSON.stringify(seen)).toBe(true);
       await expect.poll(() => page.getByRole('button', { name: 'Run', exact: true }).isEnabled(), { timeout: 5000 }).toBe(true);
       expect(await page.getByRole('button', { name: 'Cut network', exact: true }).isEnabled()).toBe(false);
       expect(await page.locator('[data-lab="alert"]').isVisible()).toBe(false);
