@@ -18,9 +18,15 @@ import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { hostname, networkInterfaces } from 'node:os';
 
-/** 32 random bytes (256 bits), URL-safe. */
+/**
+ * 32 random bytes (256 bits), URL-safe, and never starting with '-': a trainer who passes it
+ * back as `--token <token>` must not have it taken for an option (1 token in 64 would be).
+ */
 export function generateToken(): string {
-  return randomBytes(32).toString('base64url');
+  for (;;) {
+    const token = randomBytes(32).toString('base64url');
+    if (!token.startsWith('-')) return token;
+  }
 }
 
 /**

@@ -184,6 +184,14 @@ describe('trainer mode: the token', () => {
     expect(generateToken()).not.toBe(generateToken());
     expect(Buffer.from(generateToken(), 'base64url').length * 8).toBeGreaterThanOrEqual(128);
   });
+
+  it('generates tokens that can be passed back as `--token <token>`: none starts with a dash', () => {
+    // A base64url token starts with '-' once in 64: parseArgs would take it for an option.
+    const tokens = Array.from({ length: 2000 }, generateToken);
+    expect(tokens.filter((t) => t.startsWith('-'))).toEqual([]);
+    expect(new Set(tokens).size).toBe(tokens.length);
+    for (const t of tokens.slice(0, 50)) expect(parseStartArgs(['--host', '0.0.0.0', '--token', t], {})).toMatchObject({ token: t, tokenFrom: '--token' });
+  });
 });
 
 describe('trainer mode: the WebSocket', () => {
