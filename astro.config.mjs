@@ -72,6 +72,7 @@ export default defineConfig({
             { slug: 'lab/experiment-a' },
             { slug: 'lab/experiment-b' },
             { slug: 'lab/experiment-b-same-address' },
+            { slug: 'lab/experiment-b-too-late' },
             { slug: 'lab/experiment-c' },
             { slug: 'lab/keepalive' },
             { slug: 'lab/keepalive-unacked' },

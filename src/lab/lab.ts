@@ -24,6 +24,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import { readFileSync, readdirSync, existsSync, readlinkSync } from 'node:fs';
 import { LineSplitter } from './lines.ts';
+import { parseProcTcp, readProcTcpText, type ProcTcpRow } from './proc-tcp.ts';
 
 export type HostName = 'server' | 'client';
 export type LabMode = 'root' | 'userns';
@@ -31,15 +32,13 @@ export type LabMode = 'root' | 'userns';
 export const LAB_SUBNET_PREFIX = '192.0.2'; // TEST-NET-1 (RFC 5737): never routed anywhere
 export const SERVER_ADDRESS = `${LAB_SUBNET_PREFIX}.1`;
 export const FIRST_CLIENT_ADDRESS = `${LAB_SUBNET_PREFIX}.10`;
+/** The server's interface: a bridge, the switch or router between the server and the network. */
 const SERVER_IF = 'srv0';
 const CLIENT_IF = 'cli0';
-const NFT_TABLE = 'keepalive_lab_cut';
-/** The client host drops everything on its link, both ways. */
-const NFT_CUT = `table inet ${NFT_TABLE} {
-  chain in { type filter hook input priority -400; policy accept; iifname "${CLIENT_IF}" drop; }
-  chain out { type filter hook output priority -400; policy accept; oifname "${CLIENT_IF}" drop; }
-}
-`;
+/** The bridge's port toward the client: the path a cut breaks. */
+const PATH_IF = 'path0';
+/** A second port that never goes down, so the bridge keeps its carrier while the path is cut. */
+const HOLD_IF = 'hold0';
 
 export interface Capability {
   ok: boolean;
@@ -47,8 +46,12 @@ export interface Capability {
   /** Why no lab can be made here, and what the learner can do. */
   reason?: string;
   tcpdump: boolean;
-  /** nftables present: cuts drop packets at the client and leave the server's link up. */
-  nft: boolean;
+  /**
+   * The kernel has bridges and iproute2 its `bridge` command: a cut breaks the path between
+   * the server's bridge and the client, and both hosts' links stay up. Without, the client's
+   * link is set down.
+   */
+  bridge: boolean;
   /** strace present: the fd-exhaustion scenario can show accept() failing. */
   strace: boolean;
   kernel: string;
@@ -197,13 +200,12 @@ export function probeCapability(): Promise<Capability> {
   cachedCapability ??= (async () => {
     const kernel = kernelRelease();
     const tcpdump = which('tcpdump');
-    const nft = which('nft');
     const strace = which('strace');
     if (process.platform !== 'linux') {
       return {
         ok: false,
         tcpdump: false,
-        nft: false,
+        bridge: false,
         strace: false,
         kernel: `${process.platform}`,
         reason: `The live lab needs Linux network namespaces; this is ${process.platform}. Recorded runs from Linux are shown instead. To run it live, use a Linux machine or VM.`,
@@ -214,7 +216,7 @@ export function probeCapability(): Promise<Capability> {
         return {
           ok: false,
           tcpdump,
-          nft,
+          bridge: false,
           strace,
           kernel,
           reason: `The live lab needs the '${tool}' command (packages iproute2 and util-linux). Install it, e.g. 'sudo apt-get install iproute2 util-linux'.`,
@@ -222,20 +224,20 @@ export function probeCapability(): Promise<Capability> {
       }
     }
     const isRoot = process.geteuid?.() === 0;
-    const attempt = async (mode: LabMode) => {
-      const args = mode === 'root' ? ['--net', '--', 'ip', 'link', 'set', 'lo', 'up'] : ['--user', '--map-root-user', '--net', '--', 'ip', 'link', 'set', 'lo', 'up'];
-      return run('unshare', args);
-    };
+    // A new network namespace with its loopback up; and in it, can a bridge be made?
+    const probe = `ip link set lo up && if ip link add klprobe0 type bridge 2>/dev/null; then echo bridge; fi`;
+    const attempt = async (mode: LabMode) => run('unshare', [...(mode === 'root' ? [] : ['--user', '--map-root-user']), '--net', '--', 'sh', '-c', probe]);
+    const bridge = (r: ExecResult) => r.stdout.trim() === 'bridge' && which('bridge');
     if (isRoot) {
       const r = await attempt('root');
-      if (r.code === 0) return { ok: true, mode: 'root', tcpdump, nft, strace, kernel };
+      if (r.code === 0) return { ok: true, mode: 'root', tcpdump, bridge: bridge(r), strace, kernel };
     }
     const r = await attempt('userns');
-    if (r.code === 0) return { ok: true, mode: 'userns', tcpdump, nft, strace, kernel };
+    if (r.code === 0) return { ok: true, mode: 'userns', tcpdump, bridge: bridge(r), strace, kernel };
     return {
       ok: false,
       tcpdump,
-      nft,
+      bridge: false,
       strace,
       kernel,
       reason:
@@ -274,10 +276,14 @@ export class Lab extends EventEmitter<LabEvents> {
   #env: Record<string, string>;
   #torndown: Promise<void> | null = null;
   #nextClientHost = 11;
-  #cutMethod: 'nft' | 'link' = 'link';
+  #cutMethod: 'bridge' | 'link' = 'link';
 
-  /** How cut() cuts: 'nft' drops the client's packets (the server's still show on the wire); 'link' sets its link down. */
-  get cutMethod(): 'nft' | 'link' {
+  /**
+   * How cut() cuts: 'bridge' breaks the path between the server's bridge and the client
+   * (both hosts keep their links; what either sends is lost on the way, and the server's
+   * packets still show on the wire); 'link' sets the client's link down.
+   */
+  get cutMethod(): 'bridge' | 'link' {
     return this.#cutMethod;
   }
   #clientMac = '';
@@ -343,11 +349,25 @@ export class Lab extends EventEmitter<LabEvents> {
       })
         .map(([k, v]) => `sysctl -q -w ${shellWord(k)}=${shellWord(String(v))}`)
         .join('\n');
+      // The server's interface is a bridge, as a server's switch or router: the client is
+      // reached through one of its ports (the path a cut breaks), and a second port that
+      // never goes down keeps the bridge's carrier (and the server's link) up during a cut.
+      const bridged = cap.bridge;
+      const link = bridged
+        ? `ip link add ${SERVER_IF} type bridge
+ip link add ${PATH_IF} type veth peer name ${CLIENT_IF} netns ${clientHolder.pid}
+ip link add ${HOLD_IF} type veth peer name ${HOLD_IF}p
+ip link set ${PATH_IF} master ${SERVER_IF}
+ip link set ${HOLD_IF} master ${SERVER_IF}
+ip link set ${PATH_IF} up
+ip link set ${HOLD_IF} up
+ip link set ${HOLD_IF}p up`
+        : `ip link add ${SERVER_IF} type veth peer name ${CLIENT_IF} netns ${clientHolder.pid}`;
       await lab.#script(
         'server',
         `set -e
 ip link set lo up
-ip link add ${SERVER_IF} type veth peer name ${CLIENT_IF} netns ${clientHolder.pid}
+${link}
 ip addr add ${SERVER_ADDRESS}/24 dev ${SERVER_IF}
 ip link set ${SERVER_IF} up
 ${sysctls}`,
@@ -364,7 +384,7 @@ ${sysctls}`,
       await lab.#pinNeighbour(FIRST_CLIENT_ADDRESS);
       const serverMac = await lab.#mac('server', SERVER_IF);
       await lab.#run('client', 'ip', ['neigh', 'replace', SERVER_ADDRESS, 'lladdr', serverMac, 'dev', CLIENT_IF, 'nud', 'permanent'], 'neighbour setup');
-      lab.#cutMethod = cap.nft ? 'nft' : 'link';
+      lab.#cutMethod = bridged ? 'bridge' : 'link';
       lab.startedAt = Date.now();
       return lab;
     } catch (err) {
@@ -405,6 +425,17 @@ ${sysctls}`,
   async #script(host: HostName, script: string): Promise<void> {
     const r = await this.exec(host, 'sh', ['-c', script]);
     if (r.code !== 0) throw new Error(`lab setup on the ${host} host failed: ${r.stderr.trim()}`);
+  }
+
+  /**
+   * A host's TCP table read from the kernel (/proc/net/tcp of the process that holds the
+   * host's namespace): cheap enough to poll every few milliseconds, and there even when no
+   * program runs in the host. null once the lab is torn down.
+   */
+  tcpTable(host: HostName): ProcTcpRow[] | null {
+    if (this.#torndown) return null;
+    const text = readProcTcpText(this.#holders[host].pid);
+    return text === null ? null : parseProcTcp(text);
   }
 
   /** Runs a command to completion inside a host. */
@@ -449,25 +480,26 @@ ${sysctls}`,
   /**
    * Cuts the client off: no FIN, no RST, nothing leaves or arrives.
    *
-   * With nftables, the client host drops every packet on its link in both directions, as
-   * if the radio path beyond the server's router had gone: the server's retransmissions
-   * and keepalive probes still leave the server and show on the wire, unanswered. Without
-   * nft, the client's link is set down (the same for TCP, but the server's side then
-   * loses carrier and sends nothing, so the wire shows nothing).
+   * With a bridge, its port toward the client stops forwarding (bridge port state
+   * disabled), as if the radio path beyond the server's router had gone: both hosts keep
+   * their links, their kernels send as usual, and every packet is lost on the way. The
+   * server's retransmissions and keepalive probes leave the server and show on the wire,
+   * unanswered; the client's kernel, too, retransmits what it owes (a FIN) on its real
+   * timers. Without a bridge, the client's link is set down: the server sees the same, but
+   * its packets then go nowhere (the wire shows nothing), and the client's kernel fails to
+   * send locally instead of losing its packets on the way.
    */
   async cut(): Promise<void> {
     if (!this.linkUp) throw new Error('the network is already cut');
-    if (this.#cutMethod === 'nft') {
-      await this.#run('client', 'nft', ['-f', '-'], 'cut', NFT_CUT);
-    } else {
-      await this.#run('client', 'ip', ['link', 'set', CLIENT_IF, 'down'], 'cut');
-    }
+    if (this.#cutMethod === 'bridge') await this.#run('server', 'bridge', ['link', 'set', 'dev', PATH_IF, 'state', '0'], 'cut');
+    else await this.#run('client', 'ip', ['link', 'set', CLIENT_IF, 'down'], 'cut');
     this.linkUp = false;
     this.#fault('cut', { method: this.#cutMethod });
   }
 
   async #uncut(): Promise<void> {
-    if (this.#cutMethod === 'nft') await this.#run('client', 'nft', ['delete', 'table', 'inet', NFT_TABLE], 'restore');
+    // Bridge port state 3: forwarding.
+    if (this.#cutMethod === 'bridge') await this.#run('server', 'bridge', ['link', 'set', 'dev', PATH_IF, 'state', '3'], 'restore');
     else await this.#run('client', 'ip', ['link', 'set', CLIENT_IF, 'up'], 'restore');
   }
 

@@ -3,14 +3,12 @@
  * crosses the server's link (tcpdump). Both run inside the server host of a lab.
  */
 import { EventEmitter } from 'node:events';
-import { readFileSync } from 'node:fs';
-import type { Lab, LabProcess } from './lab.ts';
+import type { HostName, Lab, LabProcess } from './lab.ts';
+import { parseProcTcp, readProcTcpText } from './proc-tcp.ts';
 import { diffRows, parseSs, type SocketChange, type SocketRow } from './ss.ts';
 import { parseTcpdumpLine, type Packet } from './tcpdump.ts';
 
 const SNAPSHOT_END = '@@keepalive-lab-snapshot@@';
-/** /proc/net/tcp gives timer expiries in clock ticks (USER_HZ, 100 a second on Linux). */
-const TICK_MS = 10;
 /** A timer whose expiry moved by more than this was re-armed (not just polled later). */
 const REARM_MS = 200;
 /** Safety net: a fresh `ss` at least this often while a timer runs, whatever /proc says. */
@@ -24,31 +22,18 @@ interface KernelView {
 }
 
 /**
- * The kernel's TCP table from /proc/<pid>/net/tcp{,6} of a process in the server host: no
- * process is started, and no reading of it depends on parsing a tool's output. Its columns
- * give what a change of the `ss` table is made of: addresses, state (st), queues
- * (tx_queue:rx_queue), the kind of timer and when it expires (tr:tm->when), retransmissions
- * (retrnsmt) and unanswered probes (the column /proc calls "timeout": icsk_probes_out).
- * null if it cannot be read.
+ * What a change of the `ss` table is made of, from /proc/<pid>/net/tcp{,6} of a process in
+ * the server host (src/lab/proc-tcp.ts): addresses, state, queues, the kind of timer and
+ * when it expires, retransmissions and unanswered probes. null if it cannot be read.
  */
 function readKernel(pid: number | undefined, now: number): KernelView | null {
-  if (pid === undefined) return null;
-  let text = '';
-  for (const file of ['tcp', 'tcp6']) {
-    try {
-      text += readFileSync(`/proc/${pid}/net/${file}`, 'latin1');
-    } catch (err) {
-      if (file === 'tcp' || (err as NodeJS.ErrnoException).code !== 'ENOENT') return null;
-    }
-  }
+  const text = readProcTcpText(pid);
+  if (text === null) return null;
   const lines: string[] = [];
   const expiries = new Map<string, number>();
-  for (const line of text.split('\n')) {
-    const f = line.trim().split(/\s+/);
-    if (!/^\d+:$/.test(f[0] ?? '') || f.length < 9) continue; // the header, or the end
-    const [timer, when] = (f[5] ?? '').split(':');
-    lines.push(`${f[1]} ${f[2]} ${f[3]} ${f[4]} ${timer} ${f[6]} ${f[8]}`);
-    if (timer !== '00') expiries.set(`${f[1]} ${f[2]}`, now + parseInt(when ?? '0', 16) * TICK_MS);
+  for (const r of parseProcTcp(text)) {
+    lines.push(`${r.local} ${r.peer} ${r.st} ${r.sendQ}:${r.recvQ} ${r.timer} ${r.retransmits} ${r.probes}`);
+    if (r.timer !== 'off') expiries.set(`${r.local} ${r.peer}`, now + r.timerMs);
   }
   return { signature: lines.join('\n'), expiries };
 }
@@ -166,14 +151,15 @@ export interface WireStatus {
 }
 
 /**
- * Captures TCP packets on the server's side of the link with tcpdump, where it exists.
+ * Captures TCP packets with tcpdump, where it exists: on the server's link (the wire every
+ * lab shows), or on the client's, to see what the client's kernel sends into a cut.
  */
 export class WireCapture extends EventEmitter<{ packet: [Packet]; status: [WireStatus] }> {
   readonly ready: Promise<WireStatus>;
   #proc: LabProcess | null = null;
   #stopped = false;
 
-  constructor(lab: Lab, tcpdumpAvailable: boolean) {
+  constructor(lab: Lab, tcpdumpAvailable: boolean, host: HostName = 'server') {
     super();
     if (!tcpdumpAvailable) {
       this.ready = Promise.resolve({
@@ -182,7 +168,8 @@ export class WireCapture extends EventEmitter<{ packet: [Packet]; status: [WireS
       });
       return;
     }
-    const proc = lab.spawn('server', 'tcpdump', 'tcpdump', ['-l', '--immediate-mode', '-n', '-tt', '-Z', 'root', '-i', lab.serverInterface, 'tcp']);
+    const iface = host === 'server' ? lab.serverInterface : lab.clientInterface;
+    const proc = lab.spawn(host, host === 'server' ? 'tcpdump' : 'tcpdump-client', 'tcpdump', ['-l', '--immediate-mode', '-n', '-tt', '-Z', 'root', '-i', iface, 'tcp']);
     this.#proc = proc;
     this.ready = new Promise((resolve) => {
       const errors: string[] = [];

@@ -1,5 +1,22 @@
-import { connectAndSend, noticed, secondsBetween } from './common.ts';
+import { connectAndSend, noticed, retransmissionTimes, secondsBetween, secondsList, TAIL_LOSS_PROBE_SECONDS, timerTolerance, watchClientKernel, watchFinCopies } from './common.ts';
 import { defineScenario, is, type Check } from './types.ts';
+
+/**
+ * The client's kernel sends the FIN at the close, a tail loss probe, then retransmissions
+ * at 0.4, 0.8, 1.6, 3.2 … s: the first copy after the restore reaches the server. The
+ * network comes back `cut` seconds after the cut, a few milliseconds before the close.
+ */
+function theory(p: { cut: number }) {
+  const times = [0, TAIL_LOSS_PROBE_SECONDS, ...retransmissionTimes(12)];
+  const delivered = times.findIndex((t) => t >= p.cut);
+  const lost = times.slice(0, delivered);
+  return {
+    summary: `The client's kernel sends its FIN at the close and copies at ${secondsList(times.slice(1, 6))} s… (a tail loss probe, then retransmissions, the timeout doubling). The ${lost.length} sent during the ${p.cut} s cut are lost; the one at ${times[delivered]!.toFixed(1)} s reaches the server, which then sees the close.`,
+    expectedSeconds: times[delivered]!,
+    copiesLost: lost.length,
+    retransmissionsLost: Math.max(0, lost.length - 2),
+  };
+}
 
 /**
  * Experiment b, the other outcome: a laptop that comes back on the same network with the
@@ -16,24 +33,35 @@ export default defineScenario({
     cut: { type: 'number', default: 2, min: 0.5, max: 60, unit: 'seconds', description: 'How long the network stays cut.' },
     timeout: { type: 'number', default: 30, min: 5, max: 300, unit: 'seconds', description: 'How long to wait for the server to see the close after the restore.' },
   },
-  theory: (p) => ({
-    summary: `The client's kernel retransmits its FIN at 0.2, 0.6, 1.4, 3.0, 6.2 s… after the close (RTO doubling). After a ${p.cut} s cut, the first retry after the restore reaches the server.`,
-  }),
+  theory,
   expectedDuration: (p) => p.cut + 10,
   async run(ctx, p) {
     ctx.step('Start the echo server (no echo).');
     const server = await ctx.startServer(['--no-echo']);
+    const capture = ctx.captureClientLink();
     const { client, peer } = await connectAndSend(ctx, server);
-    ctx.step('Cut the network, then close the client app: its kernel queues a FIN it cannot send.');
+    const copies = watchFinCopies(ctx, capture, peer);
+    await ctx.race(capture.ready);
+    ctx.step('Cut the network, then close the client app: its kernel sends the FIN, which is lost, and keeps resending it.');
     await ctx.lab.cut();
     const cutAt = Date.now();
-    ctx.lab.signal(client.proc, 'SIGTERM');
-    await ctx.race(client.proc.exited);
-    await ctx.sleep(p.cut);
-    ctx.step('Restore the network with the same address.');
-    await ctx.lab.restore();
-    const restoredAt = Date.now();
-    const close = await server.waitFor('close', (e) => e.fields.peer === peer, ctx, p.timeout * 1000, cutAt);
+    const kernel = watchClientKernel(ctx, peer, 'FIN-WAIT-1', { recordResends: !copies.available });
+    let close: Awaited<ReturnType<typeof server.waitFor>> = null;
+    let restoredAt = 0;
+    try {
+      ctx.lab.signal(client.proc, 'SIGTERM');
+      await ctx.race(client.proc.exited);
+      await ctx.sleep(Math.max(0, p.cut - secondsBetween(cutAt, Date.now())));
+      ctx.step('Restore the network with the same address.');
+      await ctx.lab.restore();
+      restoredAt = Date.now();
+      close = await server.waitFor('close', (e) => e.fields.peer === peer, ctx, p.timeout * 1000, cutAt);
+    } finally {
+      kernel.stop();
+      copies.stop();
+    }
+    const closedAt = copies.times[0] ?? kernel.entered;
+    const since = (t: number | undefined | null) => (t == null || closedAt === null ? null : secondsBetween(closedAt, t));
     ctx.step('Reconnect.');
     const again = await connectAndSend(ctx, server, [], { name: 'client-2' });
     return {
@@ -41,14 +69,31 @@ export default defineScenario({
       noticedBeforeRestore: noticed(server, peer, cutAt) !== undefined && (close?.time ?? Infinity) < restoredAt,
       noticedAfterRestoreSeconds: close ? secondsBetween(restoredAt, close.time) : null,
       noticedAfterCutSeconds: close ? secondsBetween(cutAt, close.time) : null,
+      noticedAfterCloseSeconds: close ? since(close.time) : null,
+      // The client's kernel, from its table: the retransmissions lost in the cut (the one that
+      // got through is acknowledged within a millisecond, often before a read sees it).
+      retransmissionsLost: kernel.resends.filter((t) => t < restoredAt).length,
+      finAcknowledgedAfterCloseSeconds: kernel.left ? since(kernel.left.time) : null,
+      // With a capture on the client's link (tcpdump), every copy of the FIN that left; else null.
+      finCopiesLost: copies.available ? copies.times.filter((t) => t < restoredAt).length : null,
+      deliveredCopyAfterCloseSeconds: copies.available ? since(copies.times.find((t) => t >= restoredAt)) : null,
       reconnected: again.peer !== peer,
     };
   },
-  check(o): Check[] {
-    return [
+  check(o, p, t): Check[] {
+    const at = t.expectedSeconds!;
+    const checks: Check[] = [
       is('the server sees the close after the restore', o.serverNoticed, true),
       is('and not before (nothing crossed the cut link)', o.noticedBeforeRestore, false),
+      {
+        name: `at the client kernel's first retransmission after the restore, ${at.toFixed(1)} s after the close`,
+        held: typeof o.noticedAfterCloseSeconds === 'number' && Math.abs(o.noticedAfterCloseSeconds - at) <= timerTolerance(at),
+        detail: `measured ${String(o.noticedAfterCloseSeconds)} s, theory ${at.toFixed(3)} s (tolerance ±${timerTolerance(at).toFixed(2)} s)`,
+      },
+      is(`the ${t.retransmissionsLost as number} retransmissions during the cut were lost`, o.retransmissionsLost, t.retransmissionsLost),
       is('the client reconnects', o.reconnected, true),
     ];
+    if (o.finCopiesLost !== null) checks.push(is(`the ${t.copiesLost as number} copies of the FIN sent during the cut left the client and were lost`, o.finCopiesLost, t.copiesLost));
+    return checks;
   },
 });

@@ -3,6 +3,7 @@ import type { Scenario } from './types.ts';
 import experimentA from './experiment-a.ts';
 import experimentB from './experiment-b.ts';
 import experimentBSame from './experiment-b-same-address.ts';
+import experimentBTooLate from './experiment-b-too-late.ts';
 import experimentC from './experiment-c.ts';
 import keepalive from './keepalive.ts';
 import heartbeat from './heartbeat.ts';
@@ -16,6 +17,7 @@ export const scenarios: Scenario[] = [
   experimentA,
   experimentB,
   experimentBSame,
+  experimentBTooLate,
   experimentC,
   keepalive,
   keepaliveUnacked,

@@ -137,11 +137,14 @@ export class RunContext extends EventEmitter<{
    */
   handsOn = false;
   #dropped = 0;
+  readonly #tcpdump: boolean;
+  #clientCapture: WireCapture | null = null;
 
   constructor(lab: Lab, tcpdump: boolean, signal: AbortSignal, pollMs: number) {
     super();
     this.lab = lab;
     this.signal = signal;
+    this.#tcpdump = tcpdump;
     lab.on('fault', (f) => {
       this.record({ t: lab.t(f.time), source: 'lab', event: f.action, ...(f.detail ?? {}) });
       this.emit('state');
@@ -176,10 +179,27 @@ export class RunContext extends EventEmitter<{
 
   /**
    * Does the capture see what the server sends to a cut-off client? Only with tcpdump and a
-   * cut that leaves the server's link up (nftables); a link set down sends nothing.
+   * cut that leaves the server's link up (a bridge); a link set down sends nothing.
    */
   async seesCutOnWire(): Promise<boolean> {
-    return (await this.wire.ready).available && this.lab.cutMethod === 'nft';
+    return (await this.wire.ready).available && this.lab.cutMethod === 'bridge';
+  }
+
+  /**
+   * A capture on the client's link, for what the client's kernel sends into a cut (the
+   * server's capture cannot see what is lost on the way). Not shown on the wire pane: a
+   * scenario records what it needs from it. One per run, stopped with the run.
+   */
+  captureClientLink(): WireCapture {
+    this.#clientCapture ??= new WireCapture(this.lab, this.#tcpdump, 'client');
+    return this.#clientCapture;
+  }
+
+  /** Stops the socket table and the captures (the lab's teardown kills them anyway). */
+  stopObservers(): void {
+    this.sockets.stop();
+    this.wire.stop();
+    this.#clientCapture?.stop();
   }
 
   /** The scenario's own steps are done: the learner may poke the lab from now on (see handsOn). */
@@ -375,8 +395,7 @@ export async function runScenario(
   } finally {
     clearTimeout(cap_timer);
     options.signal?.removeEventListener('abort', onAbort);
-    ctx?.sockets.stop();
-    ctx?.wire.stop();
+    ctx?.stopObservers();
     await lab.teardown();
   }
 }

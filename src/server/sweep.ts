@@ -1,8 +1,8 @@
 /**
  * The start-up sweep: what labs of an earlier, killed server (or CLI run) left behind.
  *
- * A lab's processes die with their owner (pdeathsig), and its namespaces, links and nft
- * rules die with its processes, so after a SIGKILL there is usually nothing left. If a
+ * A lab's processes die with their owner (pdeathsig), and its namespaces, links and
+ * bridge die with its processes, so after a SIGKILL there is usually nothing left. If a
  * process escaped (pdeathsig is lost when an intermediate process re-parents), it still
  * carries its lab's KEEPALIVE_LAB=<owner pid>:<owner start time>:<lab id> tag: we list
  * such processes whose owner is gone, let `sweepOrphans()` (the one place that kills them)

@@ -45,8 +45,8 @@ for (const path of mdxFiles(CONTENT)) {
 
 const sortedParams = (p: Record<string, number>) => JSON.stringify(Object.fromEntries(Object.entries(p).sort(([a], [b]) => a.localeCompare(b))));
 const groups = new Map<string, { scenario: string; params: Record<string, number>; facts: typeof facts }>();
-// The packets of a cut show on the wire only with tcpdump (which needs root) and a cut by nftables.
-const wire = capability.ok && capability.tcpdump && capability.nft && capability.mode === 'root';
+// The packets of a cut show on the wire only with tcpdump (which needs root) and a cut that breaks the path beyond the server's bridge.
+const wire = capability.ok && capability.tcpdump && capability.bridge && capability.mode === 'root';
 const wireFacts = facts.filter((f) => f.spec.wire);
 for (const f of facts) {
   if (f.spec.kind === 'theory' || (f.spec.wire && !wire)) continue;
@@ -90,7 +90,7 @@ describe('the facts the lessons state', () => {
 
 // Where the cut's packets cannot be captured, the facts about them are reported as skipped, with why.
 if (capability.ok && !wire && wireFacts.length) {
-  describe.skip('the facts seen in the packet capture [skipped: no capture of the cut here: needs root, tcpdump and nftables]', () => {
+  describe.skip('the facts seen in the packet capture [skipped: no capture of the cut here: needs root, tcpdump and a bridge]', () => {
     it(`${wireFacts.length} facts: ${wireFacts.map((f) => `${f.file}:${f.line}`).join(', ')}`, () => {});
   });
 }

@@ -64,14 +64,6 @@ export function hostLinks(): string[] {
     .sort();
 }
 
-/** nftables tables in the host's namespace, or null when nft is not installed. */
-export function hostNftTables(): string[] | null {
-  const r = spawnSync('nft', ['list', 'tables'], { encoding: 'utf8' });
-  if (r.error) return null;
-  if (r.status !== 0) throw new Error(`nft list tables failed: ${r.stderr}`);
-  return r.stdout.split('\n').filter(Boolean).sort();
-}
-
 /**
  * Namespaces pinned by a bind mount (what `ip netns add` makes): a namespace held that way
  * outlives every process in it.

@@ -20,7 +20,7 @@ describe.skipIf(!capability.ok)(`liveness against the kernel${skipReason}`, () =
     expect(r.observations.serverTimer).toBe('keepalive');
     expect(r.observations.probesInTable).toBeGreaterThanOrEqual(2);
     expect(r.observations.probesInTable).toBeLessThanOrEqual(3);
-    if (capability.tcpdump && capability.nft) expect(r.observations.probesOnWire).toBe(3);
+    if (capability.tcpdump && capability.bridge) expect(r.observations.probesOnWire).toBe(3);
     // A new namespace starts from the kernel's own defaults.
     expect([r.observations.kernelDefaultKeepaliveTime, r.observations.kernelDefaultKeepaliveIntvl, r.observations.kernelDefaultKeepaliveProbes, r.observations.kernelDefaultRetries2]).toEqual([7200, 75, 9, 15]);
     expect(r.claimHeld).toBe(true);
@@ -34,7 +34,7 @@ describe.skipIf(!capability.ok)(`liveness against the kernel${skipReason}`, () =
     expect(r.observations.serverError).toBe('ETIMEDOUT');
     expect(Math.abs((r.observations.shortDetectedAfterSeconds as number) - 4)).toBeLessThanOrEqual(0.5);
     expect(Math.abs((r.observations.detectedAfterSeconds as number) - 6)).toBeLessThanOrEqual(0.5);
-    if (capability.tcpdump && capability.nft) {
+    if (capability.tcpdump && capability.bridge) {
       expect(r.observations.shortProbesOnWire).toBe(2);
       expect(r.observations.probesOnWire).toBe(4); // more than the count of 3
     }

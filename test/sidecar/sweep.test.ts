@@ -1,6 +1,6 @@
 /**
  * SIGKILL of the server mid-run, then a restart: what the dead labs left is found and
- * removed at start, and nothing remains (no process, namespace, nft table, veth or
+ * removed at start, and nothing remains (no process, namespace, bridge, veth or
  * temporary file). `npm start` itself runs as a child process here.
  *
  * A lab's own processes die with the server (pdeathsig), so to see the sweep remove
@@ -19,8 +19,6 @@ import { CheckedClient, expectValidMessages } from './checked-client.ts';
 
 // Every message the sidecar sent in a test must fit its schema (src/sidecar/protocol.ts).
 afterEach(() => expectValidMessages());
-
-const nft = spawnSync('nft', ['--version']).status === 0;
 
 /** Every process holding network namespace `ns` (as /proc/<pid>/ns/net or an open descriptor). */
 function holdersOf(ns: string): number[] {
@@ -72,18 +70,18 @@ describe.skipIf(!capability.ok)(`the start-up sweep${skipReason}`, () => {
       await c.next('hello');
       c.send({ type: 'run', scenario: 'experiment-a', params: { wait: 60 } });
       await c.next('started');
-      // Mid-run, with the client cut off (so the nft rule exists, where nft is installed).
+      // Mid-run, with the client cut off (the bridge's port toward the client disabled, where the lab has a bridge).
       await c.next('event', (m) => m.event.source === 'lab' && m.event.event === 'cut');
       const procs = labProcesses(first.pid);
       expect(procs.length).toBeGreaterThanOrEqual(4); // two namespace holders, the demos, ss
       const namespaces = [...new Set(procs.map((p) => readlinkSync(`/proc/${p.pid}/ns/net`)))];
       expect(namespaces.length).toBe(2);
-      if (nft && capability.mode === 'root') {
-        const tables = procs
+      if (capability.bridge && capability.mode === 'root') {
+        const ports = procs
           .filter((p) => p.cmd.startsWith('sleep'))
-          .map((p) => spawnSync('nsenter', ['--target', String(p.pid), '--net', '--', 'nft', 'list', 'tables'], { encoding: 'utf8' }).stdout)
+          .map((p) => spawnSync('nsenter', ['--target', String(p.pid), '--net', '--', 'bridge', 'link', 'show'], { encoding: 'utf8' }).stdout)
           .join('');
-        expect(tables).toContain('keepalive_lab_cut');
+        expect(ports).toMatch(/path0@\S+: .* master srv0 state disabled/);
       }
 
       // A lab process that escaped its owner's death (its pdeathsig lost): tagged like the
@@ -116,9 +114,8 @@ describe.skipIf(!capability.ok)(`the start-up sweep${skipReason}`, () => {
       expect(second.output()).toMatch(/^Start-up sweep: /m);
       expect(labProcesses(first.pid)).toEqual([]);
       for (const ns of [...namespaces, escapedNs]) expect(await until(() => holdersOf(ns).length === 0, 3000)).toBe(true);
-      // Nothing in the host's own namespace, either: no veth, no nft table of ours.
-      expect(spawnSync('ip', ['-o', 'link', 'show', 'type', 'veth'], { encoding: 'utf8' }).stdout).not.toMatch(/srv0|cli0/);
-      if (nft) expect(spawnSync('nft', ['list', 'tables'], { encoding: 'utf8' }).stdout).not.toContain('keepalive_lab');
+      // Nothing in the host's own namespace, either: no veth or bridge of ours.
+      expect(spawnSync('ip', ['-o', 'link', 'show'], { encoding: 'utf8' }).stdout).not.toMatch(/\b(srv0|cli0|path0|hold0p?)\b/);
       expect(readdirSync(tmp)).toEqual([]);
 
       // The restarted server works: a new lab runs.

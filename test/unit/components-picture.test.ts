@@ -89,6 +89,33 @@ describe('the picture of a recorded run', () => {
     expect(m.summary.join(' ')).toContain(`had not noticed ${+watched.toFixed(1)} s after the cut`);
   });
 
+  it("experiment-b-too-late: every copy of the client's FIN on the client's lane, then its kernel gives up, measured from the close", () => {
+    const { rec, m } = picture('experiment-b-too-late');
+    const o = rec.observations as Record<string, number>;
+    const client = m.marks.filter((k) => k.lane === 'client');
+    expect(client.filter((k) => k.kind === 'FIN sent')).toHaveLength(1);
+    expect(client.filter((k) => k.kind === 'FIN resent').map((k) => k.label)).toEqual([
+      'client kernel: FIN resent (tail loss probe)',
+      ...Array.from({ length: rec.params.orphanRetries! }, (_, i) => `client kernel: FIN resent (retransmission ${i + 1})`),
+    ]);
+    expect(client.filter((k) => k.kind === 'gave up')).toHaveLength(1);
+    const d = m.detection!;
+    expect(d.who).toBe("the client's kernel");
+    expect(d.anchor!.label).toBe('the close');
+    expect(d.expected!.seconds).toBe(rec.theory.expectedSeconds);
+    // The scenario counts from the FIN's first copy, the picture from the close a millisecond or two before it.
+    expect(Math.abs(d.detected!.seconds - o.clientGaveUpAfterSeconds!)).toBeLessThan(0.02);
+    expect(m.summary.join(' ')).toMatch(/The client's kernel gave up at \S+ s \(the connection forgotten, \S+ s after the close\); theory: 12\.8 s after the close\./);
+  });
+
+  it('experiment-b-same-address: the server notices at the FIN that got through, measured from the close', () => {
+    const { rec, m } = picture('experiment-b-same-address');
+    const o = rec.observations as Record<string, number>;
+    expect(m.detection!.who).toBe('the server');
+    expect(Math.abs(m.detection!.detected!.seconds - o.noticedAfterCloseSeconds!)).toBeLessThan(0.02);
+    expect(m.detection!.expected!.seconds).toBe(rec.theory.expectedSeconds);
+  });
+
   it('fd-exhaustion: five cuts, accept() failing with EMFILE, connections piling up', () => {
     const { rec, m } = picture('fd-exhaustion');
     expect(m.bands.filter((b) => b.kind === 'cut')).toHaveLength(rec.timeline.filter((e) => e.event === 'cut').length);

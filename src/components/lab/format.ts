@@ -113,7 +113,7 @@ export function labText(e: TimelineEvent): string {
     case 'ready':
       return `Lab ready: Linux ${str(e.kernel)} (${str(e.mode)}); server ${str(e.server)}, client ${str(e.client)}.`;
     case 'cut':
-      return `Network cut${e.method ? ` (${e.method === 'nft' ? 'nftables drops every packet at the client' : 'client link down'})` : ''}: no FIN, no RST.`;
+      return `Network cut${e.method ? ` (${e.method === 'bridge' ? 'the path beyond the server\'s bridge drops every packet' : 'client link down'})` : ''}: no FIN, no RST.`;
     case 'restore':
       return `Network restored; the client keeps ${str(e.address)}.`;
     case 'restore-new-address':

@@ -60,6 +60,8 @@ export interface Detection {
   extra: Array<{ t: number; label: string }>;
   /** Who is watched, for the sentences ("the server", "server-user-timeout"). */
   who: string;
+  /** What the watched one does when the moment comes: "noticed" (the fault), "gave up" (on its FIN). */
+  verb: string;
 }
 
 export type PacketKind = 'syn' | 'synack' | 'data' | 'ack' | 'fin' | 'rst' | 'probe' | 'probe-ack' | 'retransmission';
@@ -211,6 +213,13 @@ function appMark(e: TimelineEvent): Mark | null {
       return mk('bad frame', 'bad', `bad frame${peer}`);
     case 'exit':
       return mk('exit', 'quiet', `process ended${e.signal ? ` (${str(e.signal)})` : ` (exit ${str(e.code)})`}`);
+    // What the client's kernel did for a connection its program had closed (src/scenarios/common.ts).
+    case 'kernel-sent':
+      return mk(e.copy === 1 ? 'FIN sent' : 'FIN resent', e.copy === 1 ? 'fin' : 'retrans', e.copy === 1 ? 'FIN sent' : e.copy === 2 ? 'FIN resent (tail loss probe)' : `FIN resent (retransmission ${Number(e.copy) - 2})`);
+    case 'kernel-resend':
+      return mk('FIN resent', 'retrans', `FIN resent (retransmission ${str(e.retransmits)})`);
+    case 'kernel-gone':
+      return mk('gave up', 'bad', 'gave up on the FIN: connection forgotten');
     case 'stderr': {
       const m = STRACE_ACCEPT.exec(str(e.line));
       return m ? mk('accept failed', 'bad', `accept() failed: ${m[1]} (strace)`) : null;
@@ -447,7 +456,7 @@ function bandsOf(events: readonly TimelineEvent[], end: number | null): Band[] {
 // ── Detection ──────────────────────────────────────────────────────────────────────────
 
 interface Match {
-  source: 'server' | 'client';
+  source: 'server' | 'client' | 'lab';
   events: string[];
   /** The process name when the scenario runs several servers. */
   name?: string;
@@ -462,9 +471,13 @@ interface DetectionSpec {
   /** Theory keys with other deadlines to show (and where each counts from). */
   extra?: Array<{ key: string; label: string; anchor: Match & { when: 'before' | 'after' } }>;
   who?: string;
+  verb?: string;
 }
 
 const NOTICE = ['error', 'close', 'timeout', 'end'];
+
+/** "had not noticed", "had not given up". */
+export const participle = (verb: string): string => (verb === 'gave up' ? 'given up' : verb);
 
 /**
  * What each scenario measures, so the picture marks the same instants. The theory's
@@ -512,7 +525,19 @@ const DETECTION: Record<string, DetectionSpec> = {
   },
   'experiment-a': { fault: 'cut', detect: { source: 'server', events: NOTICE } },
   'experiment-b': { fault: 'cut', detect: { source: 'server', events: NOTICE } },
-  'experiment-b-same-address': { fault: 'cut', detect: { source: 'server', events: NOTICE } },
+  // The client's kernel's timers start at the close (a few milliseconds after the cut).
+  'experiment-b-same-address': {
+    fault: 'cut',
+    anchor: { source: 'lab', events: ['close'], when: 'after', label: 'the close' },
+    detect: { source: 'server', events: NOTICE },
+  },
+  'experiment-b-too-late': {
+    fault: 'cut',
+    anchor: { source: 'lab', events: ['close'], when: 'after', label: 'the close' },
+    detect: { source: 'client', events: ['kernel-gone'] },
+    who: "the client's kernel",
+    verb: 'gave up',
+  },
 };
 
 const matches = (m: Match, e: TimelineEvent) => e.source === m.source && m.events.includes(e.event) && (m.name === undefined || e.name === m.name);
@@ -527,7 +552,7 @@ function detectionOf(scenario: string, events: readonly TimelineEvent[], theory:
   const faultEvent = events.find((e) => e.source === 'lab' && e.event === spec.fault);
   const several = events.filter((e) => e.source === 'lab' && e.event === spec.fault).length > 1;
   const label = `the ${several ? 'first ' : ''}${spec.fault === 'cut' ? 'cut' : 'freeze'}`;
-  const d: Detection = { fault: null, anchor: null, expected: null, detected: null, extra: [], who: spec.who ?? 'the server' };
+  const d: Detection = { fault: null, anchor: null, expected: null, detected: null, extra: [], who: spec.who ?? 'the server', verb: spec.verb ?? 'noticed' };
   if (!faultEvent) return d;
   d.fault = { t: faultEvent.t, label };
   const anchorEvent = spec.anchor ? find(events, spec.anchor, spec.anchor.when, faultEvent.t) : undefined;
@@ -546,7 +571,7 @@ function detectionOf(scenario: string, events: readonly TimelineEvent[], theory:
   const hit = events.find((e) => e.t >= faultEvent.t && matches(spec.detect, e));
   if (hit) {
     const f = fields(hit);
-    const how = hit.event === 'error' ? `error ${f.code ?? ''}`.trim() : hit.event === 'timeout' ? 'heartbeat timeout' : hit.event === 'end' ? 'FIN' : 'close';
+    const how = hit.event === 'error' ? `error ${f.code ?? ''}`.trim() : hit.event === 'timeout' ? 'heartbeat timeout' : hit.event === 'end' ? 'FIN' : hit.event === 'kernel-gone' ? 'the connection forgotten' : 'close';
     d.detected = { t: hit.t, seconds: hit.t - from.t, label: `${how}, ${duration(hit.t - from.t)} after ${from.label}` };
   }
   return d;
@@ -706,7 +731,7 @@ export function buildPicture(input: PictureInput): PictureModel {
   for (const e of events) {
     if (e.source === 'lab' && LAB_FAULTS[e.event]) {
       const proc = e.process ? ` (${str(e.process)})` : '';
-      const extra = e.event === 'restore-new-address' ? `: ${str(e.from)} → ${str(e.to)}` : e.event === 'cut' && e.method ? ` (${e.method === 'nft' ? 'nftables drops all' : 'link down'})` : '';
+      const extra = e.event === 'restore-new-address' ? `: ${str(e.from)} → ${str(e.to)}` : e.event === 'cut' && e.method ? ` (${e.method === 'bridge' ? 'path dropped' : 'link down'})` : '';
       marks.push({ t: e.t, lane: 'lab', kind: e.event, tone: 'fault', label: `${LAB_FAULTS[e.event]}${proc}${extra}` });
     } else if (e.source === 'server' || e.source === 'client') {
       const m = appMark(e);
@@ -788,10 +813,10 @@ function summarize(m: PictureModel, events: readonly TimelineEvent[], finished: 
 
   const d = m.detection;
   if (d?.fault) {
-    if (d.detected) out.push(`${cap(d.who)} noticed at ${at(d.detected.t)} (${d.detected.label})${d.expected ? `; ${d.expected.label}` : ''}.`);
+    if (d.detected) out.push(`${cap(d.who)} ${d.verb} at ${at(d.detected.t)} (${d.detected.label})${d.expected ? `; ${d.expected.label}` : ''}.`);
     else {
       const watched = now - d.fault.t;
-      out.push(`${cap(d.who)} ${finished ? 'had not noticed' : 'has not noticed yet,'} ${duration(Math.max(0, watched))} after ${d.fault.label}${d.expected ? ` (${d.expected.label}, at ${at(d.expected.t)})` : ''}.`);
+      out.push(`${cap(d.who)} ${finished ? `had not ${participle(d.verb)}` : `has not ${participle(d.verb)} yet,`} ${duration(Math.max(0, watched))} after ${d.fault.label}${d.expected ? ` (${d.expected.label}, at ${at(d.expected.t)})` : ''}.`);
     }
     for (const x of d.extra) out.push(`${cap(x.label)} (at ${at(x.t)}).`);
   }

@@ -12,7 +12,7 @@
  * summary, visible); the marks carry <title>s; a <details> holds the same as a table.
  * Colours come from Starlight's variables (Lab.astro's styles), so both themes work.
  */
-import { at, buildPicture, clusterMarks, defaultConnection, duration, ladderRows, LANES, type Cluster, type Lane, type LadderRow, type PictureModel, type Tone, type WirePacket } from './picture-model.ts';
+import { at, buildPicture, clusterMarks, defaultConnection, duration, ladderRows, LANES, participle, type Cluster, type Lane, type LadderRow, type PictureModel, type Tone, type WirePacket } from './picture-model.ts';
 import type { TimelineEvent } from './types.ts';
 
 export const MAX_EVENTS = 20_000;
@@ -275,7 +275,7 @@ export class RunPicture {
     if (d?.fault) {
       const from = d.anchor?.t ?? d.fault.t;
       if (d.detected) notes.push({ from, to: d.detected.t, label: `measured ${duration(d.detected.seconds)}`, kind: 'measured' });
-      else if (m.now > from) notes.push({ from, to: m.now, label: `${this.#finished ? 'not detected in' : 'not detected yet:'} ${duration(m.now - from)}`, kind: 'measured', open: true });
+      else if (m.now > from) notes.push({ from, to: m.now, label: `${d.verb === 'noticed' ? (this.#finished ? 'not detected in' : 'not detected yet:') : this.#finished ? `not ${participle(d.verb)} in` : `not ${participle(d.verb)} yet:`} ${duration(m.now - from)}`, kind: 'measured', open: true });
     }
     for (const e of d?.extra ?? []) if (e.t <= m.end) notes.push({ from: e.t, to: e.t, label: e.label.replace(/:.*$/, ''), kind: 'extra' });
     const noteH = 18;
