@@ -239,3 +239,32 @@ export function watchFinCopies(ctx: RunContext, capture: WireCapture, local: str
   // Known once the capture is ready: await capture.ready before relying on `available`.
   return copies;
 }
+
+/**
+ * Experiment b's start: an echo server (no echo), a client that sends one frame, a cut, and
+ * the client's app closed while cut off. Its kernel is watched from then on: every copy of
+ * the FIN on the client's link (with tcpdump) and the connection in its table. The caller
+ * stops both watches.
+ */
+export async function closeWhileCut(ctx: RunContext, step: string): Promise<{ server: Demo; peer: string; cutAt: number; copies: FinCopies; kernel: ClientKernelWatch }> {
+  ctx.step('Start the echo server (no echo).');
+  const server = await ctx.startServer(['--no-echo']);
+  const capture = ctx.captureClientLink();
+  const { client, peer } = await connectAndSend(ctx, server);
+  const copies = watchFinCopies(ctx, capture, peer);
+  await ctx.race(capture.ready);
+  ctx.step(step);
+  await ctx.lab.cut();
+  const cutAt = Date.now();
+  // The capture shows every copy of the FIN; without it, the kernel's count shows the retransmissions.
+  const kernel = watchClientKernel(ctx, peer, 'FIN-WAIT-1', { recordResends: !copies.available });
+  try {
+    ctx.lab.signal(client.proc, 'SIGTERM');
+    await ctx.race(client.proc.exited);
+  } catch (err) {
+    kernel.stop();
+    copies.stop();
+    throw err;
+  }
+  return { server, peer, cutAt, copies, kernel };
+}

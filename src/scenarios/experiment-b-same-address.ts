@@ -1,4 +1,4 @@
-import { connectAndSend, noticed, retransmissionTimes, secondsBetween, secondsList, TAIL_LOSS_PROBE_SECONDS, timerTolerance, watchClientKernel, watchFinCopies } from './common.ts';
+import { closeWhileCut, connectAndSend, noticed, retransmissionTimes, secondsBetween, secondsList, TAIL_LOSS_PROBE_SECONDS, timerTolerance } from './common.ts';
 import { defineScenario, is, type Check } from './types.ts';
 
 /**
@@ -36,21 +36,10 @@ export default defineScenario({
   theory,
   expectedDuration: (p) => p.cut + 10,
   async run(ctx, p) {
-    ctx.step('Start the echo server (no echo).');
-    const server = await ctx.startServer(['--no-echo']);
-    const capture = ctx.captureClientLink();
-    const { client, peer } = await connectAndSend(ctx, server);
-    const copies = watchFinCopies(ctx, capture, peer);
-    await ctx.race(capture.ready);
-    ctx.step('Cut the network, then close the client app: its kernel sends the FIN, which is lost, and keeps resending it.');
-    await ctx.lab.cut();
-    const cutAt = Date.now();
-    const kernel = watchClientKernel(ctx, peer, 'FIN-WAIT-1', { recordResends: !copies.available });
+    const { server, peer, cutAt, copies, kernel } = await closeWhileCut(ctx, 'Cut the network, then close the client app: its kernel sends the FIN, which is lost, and keeps resending it.');
     let close: Awaited<ReturnType<typeof server.waitFor>> = null;
     let restoredAt = 0;
     try {
-      ctx.lab.signal(client.proc, 'SIGTERM');
-      await ctx.race(client.proc.exited);
       await ctx.sleep(Math.max(0, p.cut - secondsBetween(cutAt, Date.now())));
       ctx.step('Restore the network with the same address.');
       await ctx.lab.restore();

@@ -1,5 +1,5 @@
 import {
-  connectAndSend,
+  closeWhileCut,
   noticed,
   orphanGaveUpByTheRule,
   orphanGiveUpSeconds,
@@ -10,8 +10,6 @@ import {
   secondsList,
   TAIL_LOSS_PROBE_SECONDS,
   timerTolerance,
-  watchClientKernel,
-  watchFinCopies,
 } from './common.ts';
 import { defineScenario, is, type Check } from './types.ts';
 
@@ -70,21 +68,9 @@ export default defineScenario({
   theory,
   expectedDuration: (p) => orphanGiveUpSeconds(p.orphanRetries) + p.late + p.watch + 4,
   async run(ctx, p) {
-    ctx.step('Start the echo server (no echo).');
-    const server = await ctx.startServer(['--no-echo']);
-    const capture = ctx.captureClientLink();
-    const { client, peer } = await connectAndSend(ctx, server);
-    const copies = watchFinCopies(ctx, capture, peer);
-    await ctx.race(capture.ready);
-    ctx.step('Cut the network, then close the client app: its kernel keeps the connection and resends the FIN.');
-    await ctx.lab.cut();
-    const cutAt = Date.now();
-    // The capture shows every copy of the FIN; without it, the kernel's count shows the retransmissions.
-    const kernel = watchClientKernel(ctx, peer, 'FIN-WAIT-1', { recordResends: !copies.available });
+    const { server, peer, cutAt, copies, kernel } = await closeWhileCut(ctx, 'Cut the network, then close the client app: its kernel keeps the connection and resends the FIN.');
     const expected = theory(p).expectedSeconds;
     try {
-      ctx.lab.signal(client.proc, 'SIGTERM');
-      await ctx.race(client.proc.exited);
       ctx.step(`Keep the network cut until the client's kernel gives up (theory: ${expected.toFixed(1)} s after the close).`);
       const deadline = Date.now() + (expected + timerTolerance(expected) + 3) * 1000;
       while (kernel.gone === null && kernel.left === null && Date.now() < deadline) await ctx.sleep(0.05);
