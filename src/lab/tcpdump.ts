@@ -139,3 +139,15 @@ export function isKeepaliveProbe(p: Packet, prev?: Packet): boolean {
   if (sameWay(p, prev)) return bareAck(prev) && prev.ackNo === p.ackNo;
   return bareAck(prev) && p.time - prev.time >= KEEPALIVE_MIN_GAP_S;
 }
+
+/** A packet as a timeline event's fields (src, dst, flags, seq, ack, length). */
+export function packetFields(p: Packet): Record<string, unknown> {
+  return {
+    src: `${p.src.address}:${p.src.port}`,
+    dst: `${p.dst.address}:${p.dst.port}`,
+    flags: p.flags,
+    seq: p.seq ? (p.seq.start === p.seq.end ? `${p.seq.start}` : `${p.seq.start}:${p.seq.end}`) : null,
+    ack: p.ackNo ?? null,
+    length: p.length,
+  };
+}

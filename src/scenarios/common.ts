@@ -1,7 +1,7 @@
 /** Small helpers the scenarios share. */
 import type { WireCapture } from '../lab/observers.ts';
 import type { SocketRow, TcpState } from '../lab/ss.ts';
-import type { Packet } from '../lab/tcpdump.ts';
+import { packetFields, type Packet } from '../lab/tcpdump.ts';
 import type { Demo, LogEntry, RunContext } from './runner.ts';
 
 export const key = (r: SocketRow): string => `${r.peer.address}:${r.peer.port}`;
@@ -232,7 +232,7 @@ export function watchFinCopies(ctx: RunContext, capture: WireCapture, local: str
     copies.times.push(at);
     const n = copies.times.length;
     const what = n === 1 ? 'the FIN' : n === 2 ? 'a copy of the FIN (tail loss probe)' : `a copy of the FIN (retransmission ${n - 2})`;
-    ctx.record({ t: ctx.lab.t(at), source: 'client', event: 'kernel-sent', name: 'client kernel', line: `sent ${what} from ${local}`, copy: n });
+    ctx.record({ t: ctx.lab.t(at), source: 'client', event: 'kernel-sent', name: 'client kernel', line: `sent ${what} from ${local}`, copy: n, ...packetFields(pk) });
   };
   capture.on('packet', onPacket);
   void capture.ready.then((s) => (copies.available = s.available));

@@ -10,7 +10,7 @@ import { parseLogLine } from '../../demos/protocol.ts';
 import { Lab, probeCapability, type HostName, type LabProcess } from '../lab/lab.ts';
 import { SocketTable, WireCapture, type WireStatus } from '../lab/observers.ts';
 import type { SocketChange, SocketRow } from '../lab/ss.ts';
-import type { Packet } from '../lab/tcpdump.ts';
+import { packetFields, type Packet } from '../lab/tcpdump.ts';
 import { resolveParams, type ParamSpecs } from './params.ts';
 import { fillClaim, type Scenario, type ScenarioResult, type TimelineEvent } from './types.ts';
 
@@ -322,16 +322,6 @@ function socketEvent(t: number, c: SocketChange): TimelineEvent {
   return c.kind === 'changed' ? { ...base, changed: c.fields, previousState: c.previous.state } : base;
 }
 
-function packetFields(p: Packet): Record<string, unknown> {
-  return {
-    src: `${p.src.address}:${p.src.port}`,
-    dst: `${p.dst.address}:${p.dst.port}`,
-    flags: p.flags,
-    seq: p.seq ? (p.seq.start === p.seq.end ? `${p.seq.start}` : `${p.seq.start}:${p.seq.end}`) : null,
-    ack: p.ackNo ?? null,
-    length: p.length,
-  };
-}
 
 /**
  * Runs one scenario from start to teardown. Parameters are validated first (nothing is

@@ -106,6 +106,13 @@ describe('the picture of a recorded run', () => {
     // The scenario counts from the FIN's first copy, the picture from the close a millisecond or two before it.
     expect(Math.abs(d.detected!.seconds - o.clientGaveUpAfterSeconds!)).toBeLessThan(0.02);
     expect(m.summary.join(' ')).toMatch(/The client's kernel gave up at \S+ s \(the connection forgotten, \S+ s after the close\); theory: 12\.8 s after the close\./);
+    // The ladder: every copy of the FIN, from the client's own capture, lost in the cut; none
+    // of them on the wire lane (they are the client kernel's marks already).
+    const fins = packets(m).filter((p) => p.clientLink);
+    expect(fins.map((p) => p.note)).toEqual(['', 'tail loss probe', ...Array.from({ length: rec.params.orphanRetries! }, (_, i) => `retransmission ${i + 1}`)]);
+    expect(fins.every((p) => p.fromClient && p.lost && p.flags.includes('F'))).toBe(true);
+    expect(m.marks.filter((k) => k.lane === 'wire' && k.t >= fins[0]!.t)).toEqual([]);
+    expect(m.summary.join(' ')).toContain(`${fins.length} sent by the client's kernel into the cut (seen on the client's own link), lost`);
   });
 
   it('experiment-b-same-address: the server notices at the FIN that got through, measured from the close', () => {
@@ -114,6 +121,18 @@ describe('the picture of a recorded run', () => {
     expect(m.detection!.who).toBe('the server');
     expect(Math.abs(m.detection!.detected!.seconds - o.noticedAfterCloseSeconds!)).toBeLessThan(0.02);
     expect(m.detection!.expected!.seconds).toBe(rec.theory.expectedSeconds);
+    // The copies lost in the cut (from the client's capture), then the one that got through
+    // (on the server's link), numbered on: the fourth retransmission.
+    const conn = m.connections[0]!;
+    const fins = conn.packets.filter((p) => p.fromClient && p.flags.includes('F'));
+    expect(fins.map((p) => [p.note, p.lost, p.clientLink ?? false])).toEqual([
+      ['', true, true],
+      ['tail loss probe', true, true],
+      ['retransmission 1', true, true],
+      ['retransmission 2', true, true],
+      ['retransmission 3', true, true],
+      ['retransmission 4', false, false],
+    ]);
   });
 
   it('fd-exhaustion: five cuts, accept() failing with EMFILE, connections piling up', () => {

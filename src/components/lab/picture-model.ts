@@ -77,8 +77,10 @@ export interface WirePacket {
   ack: number | null;
   length: number;
   kind: PacketKind;
-  /** Sent by the server while the client was cut off: it never arrived. */
+  /** Sent into the cut (by the server, or by the client's kernel): it never arrived. */
   lost: boolean;
+  /** Seen on the client's own link (what its kernel sent into a cut), not on the server's. */
+  clientLink?: boolean;
   /** "keepalive probe 2", "retransmission 3", "echo" … */
   note: string;
   /** The connection: the client's address:port. */
@@ -313,6 +315,7 @@ export function classifyWire(events: readonly TimelineEvent[], serverAddress: st
   const seen = new Map<string, number>();
   const probeRun = new Map<string, number>();
   const synTo = new Map<string, string>();
+  const clientCopied = new Set<string>();
   // Server log lines by client endpoint, to name a data segment (echo, ping, frame).
   const appBy = new Map<string, TimelineEvent[]>();
   for (const e of app) {
@@ -323,7 +326,10 @@ export function classifyWire(events: readonly TimelineEvent[], serverAddress: st
     appBy.set(peer, list);
   }
   for (const e of events) {
-    if (e.source !== 'wire' || e.event !== 'packet') continue;
+    // What the client's kernel sent into a cut, from a capture on its own link (see
+    // watchFinCopies in src/scenarios/common.ts): the server's capture never sees it.
+    const clientLink = e.source === 'client' && e.event === 'kernel-sent' && typeof e.src === 'string' && inWindows(e.t, cuts);
+    if (!clientLink && (e.source !== 'wire' || e.event !== 'packet')) continue;
     const p = asPacket(e);
     const src = str(e.src);
     const dst = str(e.dst);
@@ -345,10 +351,17 @@ export function classifyWire(events: readonly TimelineEvent[], serverAddress: st
     const seqKey = p.seq && (p.length > 0 || p.syn || p.fin) ? `${src}>${dst} ${e.seq} ${p.syn ? 'S' : ''}${p.fin ? 'F' : ''}` : null;
     const copies = seqKey ? (seen.get(seqKey) ?? 0) : 0;
     if (seqKey) seen.set(seqKey, copies + 1);
+    if (seqKey && clientLink) clientCopied.add(seqKey);
     if (p.rst) kind = 'rst';
-    else if (copies > 0) {
+    else if (clientLink && typeof e.copy === 'number' && e.copy > 1) {
+      // Numbered by the client's capture, which saw every copy: the second is the tail loss probe.
       kind = 'retransmission';
-      note = `retransmission ${copies}`;
+      note = e.copy === 2 ? 'tail loss probe' : `retransmission ${e.copy - 2}`;
+      conn.retransmissions++;
+    } else if (copies > 0) {
+      kind = 'retransmission';
+      // After copies the client's own capture saw, the count goes on in its numbering.
+      note = seqKey && clientCopied.has(seqKey) ? (copies === 1 ? 'tail loss probe' : `retransmission ${copies - 1}`) : `retransmission ${copies}`;
       conn.retransmissions++;
     } else if (p.syn) kind = p.ack ? 'synack' : 'syn';
     else if (p.fin) kind = 'fin';
@@ -366,9 +379,23 @@ export function classifyWire(events: readonly TimelineEvent[], serverAddress: st
     if (kind !== 'probe' && kind !== 'probe-ack') probeRun.delete(`${src}>${dst}`);
     if (kind === 'data' && !note) note = appName(appBy.get(client), e.t, fromClient);
     if (kind === 'rst') conn.resets++;
-    const lost = !fromClient && inWindows(e.t, cuts);
+    const lost = clientLink || (!fromClient && inWindows(e.t, cuts));
     if (lost) conn.lost++;
-    conn.packets.push({ t: e.t, src, dst, fromClient, flags: p.flags, seq: typeof e.seq === 'string' ? e.seq : null, ack: p.ackNo ?? null, length: p.length, kind, lost, note, conn: client });
+    conn.packets.push({
+      t: e.t,
+      src,
+      dst,
+      fromClient,
+      flags: p.flags,
+      seq: typeof e.seq === 'string' ? e.seq : null,
+      ack: p.ackNo ?? null,
+      length: p.length,
+      kind,
+      lost,
+      note,
+      conn: client,
+      ...(clientLink ? { clientLink } : {}),
+    });
     conn.last = e.t;
   }
   return [...conns.values()];
@@ -742,7 +769,8 @@ export function buildPicture(input: PictureInput): PictureModel {
     }
   }
   for (const c of connections) {
-    for (const p of c.packets) marks.push({ t: p.t, lane: 'wire', kind: p.kind === 'probe-ack' ? 'ack' : p.kind, tone: p.lost && p.kind === 'data' ? 'retrans' : PACKET_TONE[p.kind], label: packetLabel(p) });
+    // The client's own capture is on the client's lane already (its kernel's marks).
+    for (const p of c.packets) if (!p.clientLink) marks.push({ t: p.t, lane: 'wire', kind: p.kind === 'probe-ack' ? 'ack' : p.kind, tone: p.lost && p.kind === 'data' ? 'retrans' : PACKET_TONE[p.kind], label: packetLabel(p) });
   }
 
   // Server connections over time (not the listener), from the kernel's socket events.
@@ -798,7 +826,10 @@ function summarize(m: PictureModel, events: readonly TimelineEvent[], finished: 
     if (probes.length) parts.push(`${probes.length} keepalive probe${probes.length === 1 ? '' : 's'} (${times(probes.map((p) => p.t))})${answered ? `, ${answered} answered by the client's kernel` : ', none answered'}`);
     if (retrans.length) parts.push(`${retrans.length} retransmission${retrans.length === 1 ? '' : 's'} (${times(retrans.map((p) => p.t))}), further apart each time`);
     if (resets.length) parts.push(`${resets.length} RST (${times(resets.map((p) => p.t))})`);
-    if (lost.length && cuts.length) parts.push(`${lost.length} sent by the server while the client was cut off, lost`);
+    const lostByServer = lost.filter((p) => !p.fromClient).length;
+    const lostByClient = lost.length - lostByServer;
+    if (lostByServer && cuts.length) parts.push(`${lostByServer} sent by the server while the client was cut off, lost`);
+    if (lostByClient) parts.push(`${lostByClient} sent by the client's kernel into the cut (seen on the client's own link), lost`);
     out.push(`On the wire: ${parts.join('; ')}.`);
   } else if (events.some((e) => e.source === 'wire' && e.event === 'unavailable')) out.push('No packets: there is no capture in this lab.');
 
