@@ -39,6 +39,8 @@ const CLIENT_IF = 'cli0';
 const PATH_IF = 'path0';
 /** A second port that never goes down, so the bridge keeps its carrier while the path is cut. */
 const HOLD_IF = 'hold0';
+/** Buckets of each host's own TCP hash table (see Lab.create). */
+const CHILD_EHASH_ENTRIES = 256;
 
 export interface Capability {
   ok: boolean;
@@ -313,34 +315,50 @@ export class Lab extends EventEmitter<LabEvents> {
       ...options.env,
       KEEPALIVE_LAB: `${OWNER_TAG}:${id}`,
     };
-    // The server host: a new network namespace (and, for ordinary users, a user namespace).
-    const serverHolder = new LabProcess(
-      'server-host',
+    // The anchor: a network namespace of the lab's own (and, for ordinary users, its user
+    // namespace), in which nothing runs. The two hosts are made from inside it, so that both
+    // belong to the same user namespace (moving a veth end needs that), and so that each gets
+    // a TCP hash table of its own (tcp_child_ehash_entries, Linux 6.1+). Without one, every
+    // namespace shares the host's table (262144 buckets here) and each read of a host's
+    // /proc/net/tcp walks all of it: 1.4 ms, against 0.05 ms with 256 buckets.
+    const anchor = new LabProcess(
+      'anchor-host',
       'server',
       spawn(
         'unshare',
-        [...(mode === 'userns' ? ['--user', '--map-root-user'] : []), '--net', '--', 'setpriv', '--pdeathsig', 'KILL', '--', 'sleep', 'infinity'],
+        [
+          ...(mode === 'userns' ? ['--user', '--map-root-user'] : []),
+          '--net',
+          '--',
+          'setpriv',
+          '--pdeathsig',
+          'KILL',
+          '--',
+          'sh',
+          '-c',
+          `sysctl -q -w net.ipv4.tcp_child_ehash_entries=${CHILD_EHASH_ENTRIES} 2>/dev/null; exec sleep infinity`,
+        ],
         { env, stdio: ['ignore', 'ignore', 'pipe'] },
       ),
     );
-    const holders = { server: serverHolder } as Record<HostName, LabProcess>;
-    const lab = new Lab(id, mode, cap.kernel, holders, env);
-    lab.#processes.add(serverHolder);
+    const lab = new Lab(id, mode, cap.kernel, {} as Record<HostName, LabProcess>, env);
+    lab.#processes.add(anchor);
     try {
-      await lab.#waitForNamespace(serverHolder);
-      // The client host: a second network namespace, created from inside the first so that
-      // both belong to the same user namespace (moving a veth end needs that).
-      const clientHolder = new LabProcess(
-        'client-host',
-        'client',
-        spawn('nsenter', [...lab.#nsenterArgs('server', false), '--', 'unshare', '--net', '--', 'setpriv', '--pdeathsig', 'KILL', '--', 'sleep', 'infinity'], {
-          env,
-          stdio: ['ignore', 'ignore', 'pipe'],
-        }),
-      );
-      holders.client = clientHolder;
-      lab.#processes.add(clientHolder);
-      await lab.#waitForNamespace(clientHolder);
+      await lab.#waitForNamespace(anchor);
+      for (const host of ['server', 'client'] as const) {
+        const holder = new LabProcess(
+          `${host}-host`,
+          host,
+          spawn('nsenter', [...lab.#nsenterPid(anchor.pid!), '--', 'unshare', '--net', '--', 'setpriv', '--pdeathsig', 'KILL', '--', 'sleep', 'infinity'], {
+            env,
+            stdio: ['ignore', 'ignore', 'pipe'],
+          }),
+        );
+        lab.#holders[host] = holder;
+        lab.#processes.add(holder);
+        await lab.#waitForNamespace(holder);
+      }
+      const clientHolder = lab.#holders.client;
 
       const sysctls = Object.entries({
         // Keep the lab quiet and predictable; scenario sysctls override.
@@ -410,8 +428,11 @@ ${sysctls}`,
   }
 
   #nsenterArgs(host: HostName, withNet = true): string[] {
-    const pid = String(this.#holders[host].pid);
-    const args = ['--target', pid];
+    return this.#nsenterPid(this.#holders[host].pid!, withNet);
+  }
+
+  #nsenterPid(target: number, withNet = true): string[] {
+    const args = ['--target', String(target)];
     if (this.mode === 'userns') args.push('--user', '--preserve-credentials');
     if (withNet) args.push('--net');
     return args;

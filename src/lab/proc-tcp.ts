@@ -5,7 +5,8 @@
  * polling at once) and where the host has no long-lived tool to ask (the client host once
  * its program has exited, when only its kernel holds the connection).
  *
- * A line (IPv4 addresses are the 32-bit value in host byte order, so little-endian here):
+ * A line (each 32-bit word of an address is printed as the number it is in memory, so
+ * the bytes come reversed on a little-endian machine):
  *
  *   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
  *   0: 0A0200C0:A2F2 010200C0:1B58 04 00000001:00000000 01:0000003C 00000002     0        0 0 …
@@ -17,6 +18,7 @@
  * holds any more.
  */
 import { readFileSync } from 'node:fs';
+import { endianness } from 'node:os';
 import type { TcpState } from './ss.ts';
 
 /** /proc/net/tcp gives timer expiries in clock ticks (USER_HZ, 100 a second on Linux). */
@@ -60,21 +62,38 @@ export interface ProcTcpRow {
   orphan: boolean;
 }
 
-function ipv4(hex: string): string {
+/** /proc prints each 32-bit word of an address as the number it is in memory: byte order matters. */
+const LITTLE_ENDIAN = endianness() === 'LE';
+
+function wordBytes(hex: string): number[] {
   const n = parseInt(hex, 16);
-  return [n & 0xff, (n >>> 8) & 0xff, (n >>> 16) & 0xff, n >>> 24].join('.');
+  const bytes = [n >>> 24, (n >>> 16) & 0xff, (n >>> 8) & 0xff, n & 0xff];
+  return LITTLE_ENDIAN ? bytes.reverse() : bytes;
 }
 
+const ipv4 = (hex: string): string => wordBytes(hex).join('.');
+
+/** RFC 5952: the longest run of two or more zero groups as "::", IPv4-mapped addresses dotted. */
 function ipv6(hex: string): string {
-  // Four 32-bit words, each in host byte order.
   const bytes: number[] = [];
-  for (let w = 0; w < 4; w++) {
-    const n = parseInt(hex.slice(w * 8, w * 8 + 8), 16);
-    bytes.push(n & 0xff, (n >>> 8) & 0xff, (n >>> 16) & 0xff, n >>> 24);
+  for (let w = 0; w < 4; w++) bytes.push(...wordBytes(hex.slice(w * 8, w * 8 + 8)));
+  if (bytes.slice(0, 10).every((b) => b === 0) && bytes[10] === 0xff && bytes[11] === 0xff) return `::ffff:${bytes.slice(12).join('.')}`;
+  const groups: number[] = [];
+  for (let i = 0; i < 16; i += 2) groups.push((bytes[i]! << 8) | bytes[i + 1]!);
+  let best = { at: -1, len: 0 };
+  for (let i = 0; i < 8; ) {
+    if (groups[i] !== 0) {
+      i++;
+      continue;
+    }
+    let j = i;
+    while (j < 8 && groups[j] === 0) j++;
+    if (j - i > best.len) best = { at: i, len: j - i };
+    i = j;
   }
-  const groups: string[] = [];
-  for (let i = 0; i < 16; i += 2) groups.push(((bytes[i]! << 8) | bytes[i + 1]!).toString(16));
-  return groups.join(':').replace(/(^|:)0(:0)+(:|$)/, '::');
+  const text = groups.map((g) => g.toString(16));
+  if (best.len < 2) return text.join(':');
+  return `${text.slice(0, best.at).join(':')}::${text.slice(best.at + best.len).join(':')}`;
 }
 
 function endpoint(text: string): string {

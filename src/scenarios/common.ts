@@ -66,7 +66,7 @@ export interface ClientKernelWatch {
   stop(): void;
 }
 
-/** How often the client's table is read: a read of /proc costs a few microseconds. */
+/** How often the client's table is read: a read costs about 0.1 ms (each host has a TCP hash table of its own: Lab.create). */
 const CLIENT_POLL_MS = 5;
 
 /**
@@ -235,7 +235,8 @@ export function watchFinCopies(ctx: RunContext, capture: WireCapture, local: str
     ctx.record({ t: ctx.lab.t(at), source: 'client', event: 'kernel-sent', name: 'client kernel', line: `sent ${what} from ${local}`, copy: n, ...packetFields(pk) });
   };
   capture.on('packet', onPacket);
-  void capture.ready.then((s) => (copies.available = s.available));
+  // A link set down (no bridge) lets nothing leave: the capture would see none of the copies.
+  void capture.ready.then((s) => (copies.available = s.available && ctx.lab.cutMethod === 'bridge'));
   // Known once the capture is ready: await capture.ready before relying on `available`.
   return copies;
 }
@@ -250,9 +251,11 @@ export async function closeWhileCut(ctx: RunContext, step: string): Promise<{ se
   ctx.step('Start the echo server (no echo).');
   const server = await ctx.startServer(['--no-echo']);
   const capture = ctx.captureClientLink();
+  // Ready before the connection: tcpdump numbers sequences from the first packet it sees,
+  // and the FIN's must match the server capture's (which saw the SYN too).
+  await ctx.race(capture.ready);
   const { client, peer } = await connectAndSend(ctx, server);
   const copies = watchFinCopies(ctx, capture, peer);
-  await ctx.race(capture.ready);
   ctx.step(step);
   await ctx.lab.cut();
   const cutAt = Date.now();

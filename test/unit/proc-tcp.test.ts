@@ -1,5 +1,6 @@
 /** The kernel's TCP table as /proc/net/tcp prints it (fixtures read from a real lab, Linux 6.18). */
 import { readFileSync } from 'node:fs';
+import { endianness } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseProcTcp } from '../../src/lab/proc-tcp.ts';
@@ -19,6 +20,20 @@ describe('/proc/net/tcp', () => {
     const [row, ...rest] = parseProcTcp(fixture('proc-net-tcp-client.txt'));
     expect(rest).toEqual([]);
     expect(row).toMatchObject({ local: '192.0.2.10:50930', peer: '192.0.2.1:7000', state: 'FIN-WAIT-1', sendQ: 5, timer: 'on', timerMs: 740, retransmits: 2, orphan: true });
+  });
+
+  it('writes IPv6 addresses as RFC 5952 does: the longest run of zeros compressed, IPv4-mapped ones dotted', () => {
+    // Each 32-bit word as this machine prints it (the fixtures above come from a little-endian one).
+    const word = (bytes: number[]) => (endianness() === 'LE' ? [...bytes].reverse() : bytes).map((b) => b.toString(16).padStart(2, '0')).join('').toUpperCase();
+    const row = (addr: number[]) =>
+      `   0: ${[0, 4, 8, 12].map((i) => word(addr.slice(i, i + 4))).join('')}:1B58 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1 0 100 0 0 10 0`;
+    const local = (addr: number[]) => parseProcTcp(row(addr))[0]!.local;
+    expect(local([0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1])).toBe('[fe80::1]:7000');
+    // The longer of two runs of zeros: 2001:db8:0:0:1:0:0:0 → 2001:db8:0:0:1::
+    expect(local([0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0])).toBe('[2001:db8:0:0:1::]:7000');
+    // A single zero group stays as it is.
+    expect(local([0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1])).toBe('[2001:db8:0:1:1:1:1:1]:7000');
+    expect(local([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 192, 0, 2, 10])).toBe('[::ffff:192.0.2.10]:7000');
   });
 
   it('reads IPv6 addresses word by word, and skips the header, blank lines and lines it cannot read', () => {

@@ -268,6 +268,9 @@ interface Window {
   to: number;
 }
 
+/** The note of a copy that is a tail loss probe (RFC 8985), told apart only on the client's own capture. */
+const TLP = 'tail loss probe';
+
 function inWindows(t: number, windows: Window[]): boolean {
   return windows.some((w) => t >= w.from && t < w.to);
 }
@@ -356,13 +359,13 @@ export function classifyWire(events: readonly TimelineEvent[], serverAddress: st
     else if (clientLink && typeof e.copy === 'number' && e.copy > 1) {
       // Numbered by the client's capture, which saw every copy: the second is the tail loss probe.
       kind = 'retransmission';
-      note = e.copy === 2 ? 'tail loss probe' : `retransmission ${e.copy - 2}`;
-      conn.retransmissions++;
+      note = e.copy === 2 ? TLP : `retransmission ${e.copy - 2}`;
+      if (note !== TLP) conn.retransmissions++;
     } else if (copies > 0) {
       kind = 'retransmission';
       // After copies the client's own capture saw, the count goes on in its numbering.
-      note = seqKey && clientCopied.has(seqKey) ? (copies === 1 ? 'tail loss probe' : `retransmission ${copies - 1}`) : `retransmission ${copies}`;
-      conn.retransmissions++;
+      note = seqKey && clientCopied.has(seqKey) ? (copies === 1 ? TLP : `retransmission ${copies - 1}`) : `retransmission ${copies}`;
+      if (note !== TLP) conn.retransmissions++;
     } else if (p.syn) kind = p.ack ? 'synack' : 'syn';
     else if (p.fin) kind = 'fin';
     else if (p.length > 0 && !isKeepaliveProbe(p, prev)) kind = 'data';
@@ -819,11 +822,14 @@ function summarize(m: PictureModel, events: readonly TimelineEvent[], finished: 
   if (packets.length) {
     const probes = packets.filter((p) => p.kind === 'probe');
     const answered = packets.filter((p) => p.kind === 'probe-ack').length;
-    const retrans = packets.filter((p) => p.kind === 'retransmission');
+    // The tail loss probe is a copy, but not a retransmission: the kernel does not count it as one.
+    const retrans = packets.filter((p) => p.kind === 'retransmission' && p.note !== TLP);
+    const probesTl = packets.filter((p) => p.note === TLP);
     const resets = packets.filter((p) => p.kind === 'rst');
     const lost = packets.filter((p) => p.lost);
     const parts = [`${packets.length} packet${packets.length === 1 ? '' : 's'} on ${m.connections.length} connection${m.connections.length === 1 ? '' : 's'}`];
     if (probes.length) parts.push(`${probes.length} keepalive probe${probes.length === 1 ? '' : 's'} (${times(probes.map((p) => p.t))})${answered ? `, ${answered} answered by the client's kernel` : ', none answered'}`);
+    if (probesTl.length) parts.push(`${probesTl.length} tail loss probe${probesTl.length === 1 ? '' : 's'} (${times(probesTl.map((p) => p.t))})`);
     if (retrans.length) parts.push(`${retrans.length} retransmission${retrans.length === 1 ? '' : 's'} (${times(retrans.map((p) => p.t))}), further apart each time`);
     if (resets.length) parts.push(`${resets.length} RST (${times(resets.map((p) => p.t))})`);
     const lostByServer = lost.filter((p) => !p.fromClient).length;
