@@ -39,21 +39,6 @@ const CLIENT_IF = 'cli0';
 const PATH_IF = 'path0';
 /** A second port that never goes down, so the bridge keeps its carrier while the path is cut. */
 const HOLD_IF = 'hold0';
-/**
- * Link-layer addresses, fixed (locally administered) so that each host's neighbour entry
- * for the other is written as the link is made, with no look-up: every lab has its own
- * namespaces, so every lab can use the same ones.
- */
-const SERVER_MAC = '02:00:c0:00:02:01';
-const CLIENT_MAC = '02:00:c0:00:02:0a';
-/**
- * The server's kernel always knows the client's link-layer address: in the story it talks
- * to a router that never goes away, and the client vanishes beyond it. Without this,
- * neighbour discovery on the shared link would fail after a cut and the server would get
- * EHOSTUNREACH, a LAN artefact, instead of the ETIMEDOUT a real server sees. (A command
- * for the server host.)
- */
-const pinNeighbour = (clientAddress: string): string => `ip neigh replace ${clientAddress} lladdr ${CLIENT_MAC} dev ${SERVER_IF} nud permanent`;
 /** Buckets of each host's own TCP hash table (see Lab.create). */
 const CHILD_EHASH_ENTRIES = 256;
 
@@ -303,6 +288,7 @@ export class Lab extends EventEmitter<LabEvents> {
   get cutMethod(): 'bridge' | 'link' {
     return this.#cutMethod;
   }
+  #clientMac = '';
 
   private constructor(id: string, mode: LabMode, kernel: string, holders: Record<HostName, LabProcess>, env: Record<string, string>) {
     super();
@@ -359,25 +345,19 @@ export class Lab extends EventEmitter<LabEvents> {
     lab.#processes.add(anchor);
     try {
       await lab.#waitForNamespace(anchor);
-      // Both hosts at once: neither needs the other. Every wait settles before a failure is
-      // reported, so that the teardown finds every holder.
-      const waits = await Promise.allSettled(
-        (['server', 'client'] as const).map((host) => {
-          const holder = new LabProcess(
-            `${host}-host`,
-            host,
-            spawn('nsenter', [...lab.#nsenterPid(anchor.pid!), '--', 'unshare', '--net', '--', 'setpriv', '--pdeathsig', 'KILL', '--', 'sleep', 'infinity'], {
-              env,
-              stdio: ['ignore', 'ignore', 'pipe'],
-            }),
-          );
-          lab.#holders[host] = holder;
-          lab.#processes.add(holder);
-          return lab.#waitForNamespace(holder);
-        }),
-      );
-      const failed = waits.find((w): w is PromiseRejectedResult => w.status === 'rejected');
-      if (failed) throw failed.reason;
+      for (const host of ['server', 'client'] as const) {
+        const holder = new LabProcess(
+          `${host}-host`,
+          host,
+          spawn('nsenter', [...lab.#nsenterPid(anchor.pid!), '--', 'unshare', '--net', '--', 'setpriv', '--pdeathsig', 'KILL', '--', 'sleep', 'infinity'], {
+            env,
+            stdio: ['ignore', 'ignore', 'pipe'],
+          }),
+        );
+        lab.#holders[host] = holder;
+        lab.#processes.add(holder);
+        await lab.#waitForNamespace(holder);
+      }
       const clientHolder = lab.#holders.client;
 
       const sysctls = Object.entries({
@@ -392,15 +372,15 @@ export class Lab extends EventEmitter<LabEvents> {
       // never goes down keeps the bridge's carrier (and the server's link) up during a cut.
       const bridged = cap.bridge;
       const link = bridged
-        ? `ip link add ${SERVER_IF} address ${SERVER_MAC} type bridge
-ip link add ${PATH_IF} type veth peer name ${CLIENT_IF} address ${CLIENT_MAC} netns ${clientHolder.pid}
+        ? `ip link add ${SERVER_IF} type bridge
+ip link add ${PATH_IF} type veth peer name ${CLIENT_IF} netns ${clientHolder.pid}
 ip link add ${HOLD_IF} type veth peer name ${HOLD_IF}p
 ip link set ${PATH_IF} master ${SERVER_IF}
 ip link set ${HOLD_IF} master ${SERVER_IF}
 ip link set ${PATH_IF} up
 ip link set ${HOLD_IF} up
 ip link set ${HOLD_IF}p up`
-        : `ip link add ${SERVER_IF} address ${SERVER_MAC} type veth peer name ${CLIENT_IF} address ${CLIENT_MAC} netns ${clientHolder.pid}`;
+        : `ip link add ${SERVER_IF} type veth peer name ${CLIENT_IF} netns ${clientHolder.pid}`;
       await lab.#script(
         'server',
         `set -e
@@ -408,7 +388,6 @@ ip link set lo up
 ${link}
 ip addr add ${SERVER_ADDRESS}/24 dev ${SERVER_IF}
 ip link set ${SERVER_IF} up
-${pinNeighbour(FIRST_CLIENT_ADDRESS)}
 ${sysctls}`,
       );
       await lab.#script(
@@ -417,9 +396,12 @@ ${sysctls}`,
 ip link set lo up
 ip addr add ${FIRST_CLIENT_ADDRESS}/24 dev ${CLIENT_IF}
 ip link set ${CLIENT_IF} up
-ip neigh replace ${SERVER_ADDRESS} lladdr ${SERVER_MAC} dev ${CLIENT_IF} nud permanent
 ${sysctls}`,
       );
+      lab.#clientMac = await lab.#mac('client', CLIENT_IF);
+      await lab.#pinNeighbour(FIRST_CLIENT_ADDRESS);
+      const serverMac = await lab.#mac('server', SERVER_IF);
+      await lab.#run('client', 'ip', ['neigh', 'replace', SERVER_ADDRESS, 'lladdr', serverMac, 'dev', CLIENT_IF, 'nud', 'permanent'], 'neighbour setup');
       lab.#cutMethod = bridged ? 'bridge' : 'link';
       lab.startedAt = Date.now();
       return lab;
@@ -568,9 +550,21 @@ ${sysctls}`,
     return next;
   }
 
-  /** See pinNeighbour(). */
+  /**
+   * The server's kernel always knows the client's link-layer address: in the story it
+   * talks to a router that never goes away, and the client vanishes beyond it. Without this,
+   * neighbour discovery on the shared link would fail after a cut and the server would get
+   * EHOSTUNREACH, a LAN artefact, instead of the ETIMEDOUT a real server sees.
+   */
   async #pinNeighbour(clientAddress: string): Promise<void> {
-    await this.#run('server', 'sh', ['-c', pinNeighbour(clientAddress)], 'neighbour setup');
+    await this.#run('server', 'ip', ['neigh', 'replace', clientAddress, 'lladdr', this.#clientMac, 'dev', SERVER_IF, 'nud', 'permanent'], 'neighbour setup');
+  }
+
+  async #mac(host: HostName, dev: string): Promise<string> {
+    const r = await this.exec(host, 'ip', ['-o', 'link', 'show', 'dev', dev]);
+    const mac = /link\/ether ([0-9a-f:]{17})/.exec(r.stdout)?.[1];
+    if (!mac) throw new Error(`could not read the link-layer address of ${dev}: ${r.stderr.trim() || r.stdout.trim()}`);
+    return mac;
   }
 
   async #run(host: HostName, cmd: string, args: string[], action: string, input?: string): Promise<void> {
