@@ -48,7 +48,14 @@ export function needsBuild(): boolean {
 export function build(): Promise<void> {
   return new Promise((resolve, reject) => {
     process.stdout.write('Building the course (astro build)…\n');
-    const child = spawn(process.execPath, [join(ROOT, 'node_modules/astro/bin/astro.mjs'), 'build'], { cwd: ROOT, stdio: ['ignore', 'inherit', 'inherit'] });
+    // A production build whoever asks: under Vitest (NODE_ENV=test) Astro and Starlight
+    // build another site, without the search UI, and `npm start` after `npm test` would
+    // serve that one (dist/ is newer than the sources, so it is not built again).
+    const child = spawn(process.execPath, [join(ROOT, 'node_modules/astro/bin/astro.mjs'), 'build'], {
+      cwd: ROOT,
+      env: { ...process.env, NODE_ENV: 'production' },
+      stdio: ['ignore', 'inherit', 'inherit'],
+    });
     child.on('error', reject);
     child.on('close', (code) => (code === 0 ? resolve() : reject(new Error(`astro build failed (exit ${code})`))));
   });

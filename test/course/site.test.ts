@@ -114,6 +114,15 @@ describe('the course site', () => {
     expect(lessons.some((l) => l.url.startsWith('/course/'))).toBe(true);
   });
 
+  // The build under Vitest (NODE_ENV=test, on a clean clone the first test to ask makes it)
+  // must be the site `npm start` serves: Astro and Starlight leave the search out of a
+  // non-production build, and `npm start` after `npm test` would not build again.
+  it('is the production site, search included', () => {
+    const page = readFileSync(builtFile('/course/experiment-a/')!, 'utf8');
+    expect(page).toMatch(/_astro\/Search[^"]*\.js/);
+    expect(existsSync(join(DIST, 'pagefind', 'pagefind.js'))).toBe(true);
+  });
+
   it('builds every lesson into a page', () => {
     const missing = lessons.filter((l) => !builtFile(l.url)).map((l) => `${l.file}: no page at ${l.url} in dist/`);
     expect(missing).toEqual([]);
