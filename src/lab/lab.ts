@@ -273,7 +273,8 @@ export class Lab extends EventEmitter<LabEvents> {
   readonly serverInterface = SERVER_IF;
   readonly clientInterface = CLIENT_IF;
 
-  #holders: Record<HostName, LabProcess>;
+  /** The processes that hold each host's network namespace (made in create()). */
+  #holders = {} as Record<HostName, LabProcess>;
   #processes = new Set<LabProcess>();
   #env: Record<string, string>;
   #torndown: Promise<void> | null = null;
@@ -290,12 +291,11 @@ export class Lab extends EventEmitter<LabEvents> {
   }
   #clientMac = '';
 
-  private constructor(id: string, mode: LabMode, kernel: string, holders: Record<HostName, LabProcess>, env: Record<string, string>) {
+  private constructor(id: string, mode: LabMode, kernel: string, env: Record<string, string>) {
     super();
     this.id = id;
     this.mode = mode;
     this.kernel = kernel;
-    this.#holders = holders;
     this.#env = env;
     this.startedAt = Date.now();
   }
@@ -341,7 +341,7 @@ export class Lab extends EventEmitter<LabEvents> {
         { env, stdio: ['ignore', 'ignore', 'pipe'] },
       ),
     );
-    const lab = new Lab(id, mode, cap.kernel, {} as Record<HostName, LabProcess>, env);
+    const lab = new Lab(id, mode, cap.kernel, env);
     lab.#processes.add(anchor);
     try {
       await lab.#waitForNamespace(anchor);
@@ -427,15 +427,13 @@ ${sysctls}`,
     throw new LabUnavailableError(`timed out creating the ${holder.host} host`);
   }
 
-  #nsenterArgs(host: HostName, withNet = true): string[] {
-    return this.#nsenterPid(this.#holders[host].pid!, withNet);
+  #nsenterArgs(host: HostName): string[] {
+    return this.#nsenterPid(this.#holders[host].pid!);
   }
 
-  #nsenterPid(target: number, withNet = true): string[] {
-    const args = ['--target', String(target)];
-    if (this.mode === 'userns') args.push('--user', '--preserve-credentials');
-    if (withNet) args.push('--net');
-    return args;
+  /** nsenter arguments that enter the network namespace of process `target` (and its user namespace, for ordinary users). */
+  #nsenterPid(target: number): string[] {
+    return ['--target', String(target), ...(this.mode === 'userns' ? ['--user', '--preserve-credentials'] : []), '--net'];
   }
 
   /** nsenter arguments that run `cmd` inside `host`, dying with us. */

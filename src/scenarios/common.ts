@@ -1,5 +1,5 @@
 /** Small helpers the scenarios share. */
-import type { WireCapture } from '../lab/observers.ts';
+import type { WireCapture, WireStatus } from '../lab/observers.ts';
 import type { SocketRow, TcpState } from '../lab/ss.ts';
 import { packetFields, type Packet } from '../lab/tcpdump.ts';
 import type { Demo, LogEntry, RunContext } from './runner.ts';
@@ -54,9 +54,9 @@ export function retransmissionTimeoutSeconds(retries2: number, rtoMin = 0.2, rto
 
 /** What the client's kernel did with a connection its program closed, seen from /proc. */
 export interface ClientKernelWatch {
-  /** Epoch ms the connection was first seen in `state` (FIN-WAIT-1: the program closed it). */
+  /** Epoch ms the connection was first seen in FIN-WAIT-1 (the program closed it). */
   entered: number | null;
-  /** Epoch ms of each retransmission the client's kernel made while in `state` (FIN-WAIT-1). */
+  /** Epoch ms of each retransmission the client's kernel made while in FIN-WAIT-1. */
   resends: number[];
   /** Epoch ms the connection left that state (the FIN was acknowledged), and the state it went to. */
   left: { time: number; to: string } | null;
@@ -76,7 +76,8 @@ const CLIENT_POLL_MS = 5;
  * kernel's, so the client's terminal and the picture show what the kernel did for the
  * program it no longer has.
  */
-export function watchClientKernel(ctx: RunContext, local: string, state: TcpState = 'FIN-WAIT-1', options: { recordResends?: boolean } = {}): ClientKernelWatch {
+export function watchClientKernel(ctx: RunContext, local: string, options: { recordResends?: boolean } = {}): ClientKernelWatch {
+  const state: TcpState = 'FIN-WAIT-1';
   let active = true;
   const halt = () => {
     active = false;
@@ -214,8 +215,8 @@ export function secondsList(values: number[]): string {
 export interface FinCopies {
   /** Epoch ms of each copy, in order. */
   readonly times: number[];
-  /** False where tcpdump cannot capture (times stays empty). */
-  available: boolean;
+  /** False where the capture cannot see the copies (no tcpdump, or no bridge): times stays empty. */
+  readonly available: boolean;
   stop(): void;
 }
 
@@ -224,8 +225,9 @@ export interface FinCopies {
  * the tail loss probe and every retransmission, each leaving the client whatever happens to
  * it on the way. Each is recorded on the timeline as the client kernel's.
  */
-export function watchFinCopies(ctx: RunContext, capture: WireCapture, local: string): FinCopies {
-  const copies: FinCopies = { times: [], available: false, stop: () => capture.off('packet', onPacket) };
+export function watchFinCopies(ctx: RunContext, capture: WireCapture, status: WireStatus, local: string): FinCopies {
+  // A link set down (no bridge) lets nothing leave: the capture would see none of the copies.
+  const copies: FinCopies = { times: [], available: status.available && ctx.lab.cutMethod === 'bridge', stop: () => capture.off('packet', onPacket) };
   const onPacket = (pk: Packet) => {
     if (!pk.fin || `${pk.src.address}:${pk.src.port}` !== local) return;
     const at = pk.time * 1000;
@@ -235,9 +237,6 @@ export function watchFinCopies(ctx: RunContext, capture: WireCapture, local: str
     ctx.record({ t: ctx.lab.t(at), source: 'client', event: 'kernel-sent', name: 'client kernel', line: `sent ${what} from ${local}`, copy: n, ...packetFields(pk) });
   };
   capture.on('packet', onPacket);
-  // A link set down (no bridge) lets nothing leave: the capture would see none of the copies.
-  void capture.ready.then((s) => (copies.available = s.available && ctx.lab.cutMethod === 'bridge'));
-  // Known once the capture is ready: await capture.ready before relying on `available`.
   return copies;
 }
 
@@ -253,14 +252,14 @@ export async function closeWhileCut(ctx: RunContext, step: string): Promise<{ se
   const capture = ctx.captureClientLink();
   // Ready before the connection: tcpdump numbers sequences from the first packet it sees,
   // and the FIN's must match the server capture's (which saw the SYN too).
-  await ctx.race(capture.ready);
+  const status = await ctx.race(capture.ready);
   const { client, peer } = await connectAndSend(ctx, server);
-  const copies = watchFinCopies(ctx, capture, peer);
+  const copies = watchFinCopies(ctx, capture, status, peer);
   ctx.step(step);
   await ctx.lab.cut();
   const cutAt = Date.now();
   // The capture shows every copy of the FIN; without it, the kernel's count shows the retransmissions.
-  const kernel = watchClientKernel(ctx, peer, 'FIN-WAIT-1', { recordResends: !copies.available });
+  const kernel = watchClientKernel(ctx, peer, { recordResends: !copies.available });
   try {
     ctx.lab.signal(client.proc, 'SIGTERM');
     await ctx.race(client.proc.exited);
